@@ -1,0 +1,87 @@
+"""The feature engine: one code path from any system to the feature matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .neighbors import neighbor_grid
+from .spec import FeatureSpec
+from .steinhardt import bond_orders, channel_average, channel_count, invariants_q, invariants_w
+from .systems import Frame, as_frame
+
+BLOCK_SIZE = 65536
+
+
+def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE) -> Iterator[tuple[slice, np.ndarray]]:
+    """Yield ``(atoms, features)`` for consecutive blocks of atoms, ``features`` of shape
+    (block, len(spec.feature_names)); memory stays bounded by the block size unless the
+    spec asks for neighbour-averaged values, which keep every atom's q_lm."""
+    if spec.needs_species and frame.species is None:
+        raise ValueError(f"the features {spec.channels} need the chemical species of every atom, "
+                         "but the frame has no particle types / chemical symbols")
+    n = len(frame.positions)
+    if n == 0:
+        return
+    grid = neighbor_grid(frame.positions, frame.cell, frame.pbc, cutoff=spec.cutoff,
+                         num_neighbors=spec.num_neighbors)
+    codes = frame.species_codes()
+    blocks = [np.arange(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+    keep = spec.wigner or spec.averaged
+    if not spec.averaged:
+        for atoms in blocks:
+            q, counts, qlm = bond_orders(grid, atoms, codes, spec.degrees, spec.channels, keep)
+            yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, q, counts, qlm)
+        return
+    n_lm = sum(l + 1 for l in spec.degrees)
+    all_q = np.empty((n, len(spec.channels), len(spec.degrees)))
+    all_qlm = np.empty((n, 2, n_lm), dtype=np.complex128)
+    all_counts = np.empty((n, 2), dtype=np.int64)
+    for atoms in blocks:
+        all_q[atoms], all_counts[atoms], all_qlm[atoms] = bond_orders(
+            grid, atoms, codes, spec.degrees, spec.channels, True)
+    for atoms in blocks:
+        average = (atoms, grid.query(atoms), all_qlm, all_counts, codes)
+        yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, all_q[atoms], all_counts[atoms], all_qlm[atoms], average)
+
+
+def _assemble(spec, q, counts, qlm, average=None) -> np.ndarray:
+    """Feature columns in the order of ``spec.feature_names``."""
+    columns = [q.reshape(len(q), -1)]
+    if average is not None:
+        columns += [invariants_q(_neighbor_mean(channel_average(qlm, counts, c), c, *average), spec.degrees)
+                    for c in spec.channels]
+    if spec.wigner:
+        columns += [invariants_w(channel_average(qlm, counts, c), spec.degrees) for c in spec.channels]
+    if spec.counts:
+        columns += [channel_count(counts, c)[:, None] for c in spec.channels]
+    return np.hstack(columns).astype(np.float64)
+
+
+def _neighbor_mean(own, channel, atoms, nl, all_qlm, all_counts, codes) -> np.ndarray:
+    """Lechner-Dellago average of normalised q_lm (n, n_lm) over each atom of ``atoms`` and
+    its neighbours in ``channel``."""
+    centre = np.repeat(np.arange(len(atoms)), nl.counts)
+    nbr = nl.indices
+    if channel != "all":
+        same = codes[nbr] == codes[atoms[centre]]
+        keep = same if channel == "like" else ~same
+        centre, nbr = centre[keep], nbr[keep]
+    nbr_mean = channel_average(all_qlm[nbr], all_counts[nbr], channel)
+    # centre is sorted: per-atom sums are differences of a running sum at the row bounds
+    running = np.zeros((len(nbr) + 1, own.shape[1]), dtype=own.dtype)
+    np.cumsum(nbr_mean, axis=0, out=running[1:])
+    bounds = np.searchsorted(centre, np.arange(len(atoms) + 1))
+    total = own + running[bounds[1:]] - running[bounds[:-1]]
+    return total / (np.diff(bounds) + 1)[:, None]
+
+
+def compute_features(system, spec: FeatureSpec, block_size: int = BLOCK_SIZE) -> np.ndarray:
+    """Per-atom features (N, len(spec.feature_names)) of ``system``: an ASE ``Atoms``, an
+    OVITO ``DataCollection`` or a tuple ``(positions [Å], cell [Å], pbc, species)``."""
+    frame = as_frame(system)
+    out = np.zeros((len(frame.positions), len(spec.feature_names)))
+    for block, values in feature_blocks(frame, spec, block_size):
+        out[block] = values
+    return out

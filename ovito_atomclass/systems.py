@@ -1,0 +1,94 @@
+"""Adapters that turn an ASE ``Atoms``, an OVITO ``DataCollection`` or a plain tuple into
+the arrays the feature engine works on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One configuration as plain arrays.
+
+    ``positions`` (N, 3) in Å; ``cell`` (3, 3), the cell vectors as rows in Å (zero rows
+    along non-periodic directions are allowed); ``pbc`` (3,) booleans; ``species`` (N,)
+    names, or None when the frame carries no chemical information.
+    """
+
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    species: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        pos = np.asarray(self.positions, dtype=np.float64)
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise ValueError(f"positions must have shape (N, 3), got {pos.shape}")
+        if not np.isfinite(pos).all():
+            bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+            raise ValueError(f"{len(bad)} atom(s) have NaN or infinite positions, the first is atom {bad[0]}")
+        cell = np.zeros((3, 3)) if self.cell is None else np.asarray(self.cell, dtype=np.float64)
+        if cell.shape != (3, 3) or not np.isfinite(cell).all():
+            raise ValueError(f"the cell must be a finite (3, 3) matrix of cell vectors, got {cell.tolist()}")
+        pbc = np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,)).copy()
+        species = self.species
+        if species is not None:
+            species = np.asarray(species)
+            if species.shape != (len(pos),):
+                raise ValueError(f"species must have one entry per atom ({len(pos)}), got shape {species.shape}")
+        object.__setattr__(self, "positions", pos)
+        object.__setattr__(self, "cell", cell)
+        object.__setattr__(self, "pbc", pbc)
+        object.__setattr__(self, "species", species)
+
+    def species_codes(self) -> np.ndarray:
+        """Integer code (N,) per atom, equal for equal species; all 0 without species."""
+        if self.species is None:
+            return np.zeros(len(self.positions), dtype=np.int64)
+        return np.unique(self.species, return_inverse=True)[1].astype(np.int64)
+
+
+def as_frame(system) -> Frame:
+    """Convert ``system`` (ASE ``Atoms``, OVITO ``DataCollection``, ``Frame`` or a tuple
+    ``(positions, cell, pbc, species)``) into a :class:`Frame`."""
+    if isinstance(system, Frame):
+        return system
+    if isinstance(system, tuple):
+        if len(system) != 4:
+            raise ValueError("a system tuple must be (positions, cell, pbc, species)")
+        return Frame(*system)
+    if hasattr(system, "get_chemical_symbols") and hasattr(system, "get_positions"):
+        return Frame(system.get_positions(), system.cell.array, system.pbc, np.array(system.get_chemical_symbols()))
+    if hasattr(system, "particles") and hasattr(system, "cell"):
+        return _from_data_collection(system)
+    raise TypeError(f"cannot read atoms from a {type(system).__name__}; pass ASE Atoms, an OVITO DataCollection "
+                    "or (positions, cell, pbc, species)")
+
+
+def particle_species(particles) -> np.ndarray | None:
+    """Species name (N,) of each particle from OVITO's ``Particle Type``, or None if the
+    frame has no such property.  Types without a name are called ``type<id>``; a type id
+    with no defined type is refused."""
+    ptypes = particles.particle_types if "Particle Type" in particles else None
+    if ptypes is None:
+        return None
+    ids = np.asarray(ptypes)
+    names = {t.id: (t.name or f"type{t.id}") for t in ptypes.types}
+    unknown = sorted(set(np.unique(ids).tolist()) - set(names))
+    if unknown:
+        raise ValueError(f"particle type id(s) {unknown} are used by atoms but not defined in the frame")
+    lookup = np.array([names.get(i, "") for i in range(max(names, default=0) + 1)], dtype=object)
+    return lookup[ids].astype(str) if len(ids) else np.array([], dtype=str)
+
+
+def _from_data_collection(data) -> Frame:
+    particles = data.particles
+    positions = np.asarray(particles.positions) if particles is not None and particles.count else np.zeros((0, 3))
+    species = particle_species(particles) if particles is not None else None
+    if data.cell is None:
+        return Frame(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), species)
+    matrix = np.asarray(data.cell)
+    # OVITO's cell matrix holds the cell vectors as columns, then the origin
+    return Frame(positions - matrix[:, 3], matrix[:, :3].T, np.asarray(data.cell.pbc), species)
