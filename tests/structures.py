@@ -3,14 +3,7 @@
 import numpy as np
 from ase.build import bulk
 
-
-def l12_ni3al(a: float = 3.52, repeat: int = 2):
-    """L1_2 Ni3Al: Al on the cube corners of an fcc Ni lattice."""
-    atoms = bulk("Ni", "fcc", a=a, cubic=True) * (repeat, repeat, repeat)
-    corner = np.all(np.isclose((atoms.get_scaled_positions() * repeat) % 1.0, 0.0, atol=1e-6), axis=1)
-    symbols = np.where(corner, "Al", "Ni")
-    atoms.set_chemical_symbols(symbols)
-    return atoms
+from ovito_atomclass.crystals import l12_ni3al  # noqa: F401  (re-exported for the tests)
 
 
 def random_alloy(n_cells: int = 3, seed: int = 0, a: float = 3.52, x_al: float = 0.3):

@@ -1,0 +1,83 @@
+"""Training data: per-atom features of augmented class templates, and stratified samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .augment import Augmentation, copies
+from .crystals import Color
+from .features import compute_features
+from .spec import FeatureSpec
+
+
+@dataclass
+class Dataset:
+    """Features ``X`` (n, F) and labels ``y`` (n,) in 0..K-1 (indices into ``class_names``,
+    whose RGB ``colors`` go along); ``feature_names`` (F,); for every row the
+    configuration it came from, ``draw`` (n,) (numbered over the whole data set), and that
+    configuration's rattling width ``stdev`` (n,) in Å."""
+
+    X: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    colors: list[Color]
+    feature_names: list[str]
+    draw: np.ndarray
+    stdev: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The rows ``rows`` (indices or mask) as a new data set with the same classes."""
+        return Dataset(self.X[rows], self.y[rows], self.class_names, self.colors, self.feature_names,
+                       self.draw[rows], self.stdev[rows])
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows per class name."""
+        return dict(zip(self.class_names, np.bincount(self.y, minlength=len(self.class_names)).tolist(), strict=True))
+
+
+def template_width(spec: FeatureSpec) -> float:
+    """Smallest template width (Å) so that no atom is its own neighbour: twice the cutoff
+    plus 1 Å of room for displacements (12 Å when neighbours are counted, not cut off)."""
+    return 2.0 * spec.cutoff + 1.0 if spec.cutoff is not None else 12.0
+
+
+def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentation, seed: int = 0,
+                  progress: bool = True) -> Dataset:
+    """Features of ``augmentation.copies`` perturbed templates of every class (objects with
+    ``name``, ``color`` and ``template(rng, min_width)``, see :mod:`.crystals`), all atoms of
+    a template labelled with its class.  The same ``seed`` gives the same data set."""
+    names = [c.name for c in classes]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"need at least one class and unique class names, got {names}")
+    rng = np.random.default_rng(seed)
+    width = template_width(spec)
+    X, y, draw, stdev = [], [], [], []
+    bar = tqdm(total=len(classes) * augmentation.copies, desc="features", unit="config", disable=not progress)
+    for label, cls in enumerate(classes):
+        bar.set_postfix_str(cls.name)
+        for sd, atoms in copies(lambda r, c=cls: c.template(r, width), augmentation, rng):
+            X.append(compute_features(atoms, spec))
+            y.append(np.full(len(atoms), label))
+            draw.append(np.full(len(atoms), len(draw)))
+            stdev.append(np.full(len(atoms), sd))
+            bar.update()
+    bar.close()
+    return Dataset(np.vstack(X), np.concatenate(y), names, [c.color for c in classes], spec.feature_names,
+                   np.concatenate(draw), np.concatenate(stdev))
+
+
+def stratified_sample(y: np.ndarray, n_per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices: ``n_per_class`` distinct rows of every label present in ``y`` (n,),
+    drawn at random, grouped by label in increasing order."""
+    labels, counts = np.unique(y, return_counts=True)
+    short = {int(k): int(c) for k, c in zip(labels, counts, strict=True) if c < n_per_class}
+    if short:
+        raise ValueError(f"cannot draw {n_per_class} rows per class: label(s) {short} have fewer rows")
+    return np.concatenate([np.sort(rng.choice(np.flatnonzero(y == k), n_per_class, replace=False)) for k in labels])
