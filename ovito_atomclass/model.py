@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .files import write_atomically
 from .spec import FeatureSpec
 
 FORMAT = "ovito-atomclass/1"
@@ -130,17 +130,3 @@ def save_model(estimator, spec: FeatureSpec, classes: list[str], colors: list, p
     for key, value in zip(_KEYS, values, strict=True):
         proto.metadata_props.add(key=key, value=value)
     return write_atomically(Path(path), proto.SerializeToString())
-
-
-def write_atomically(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

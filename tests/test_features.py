@@ -179,3 +179,13 @@ def test_spec_round_trips_through_json_and_names_columns():
     assert spec.feature_names[:4] == ["q6_like", "q4_like", "q6_all", "q4_all"]
     assert spec.feature_names[-2:] == ["n_like", "n_all"]
     assert FeatureSpec().feature_names == [f"q{l}_{c}" for c in ("all", "like", "unlike") for l in (4, 6, 8)]
+
+
+def test_shipped_bond_code_is_what_the_generator_writes():
+    from pathlib import Path
+
+    import ovito_atomclass
+    from ovito_atomclass.steinhardt import DEFAULT_DEGREES, _bond_source
+
+    shipped = Path(ovito_atomclass.__file__).with_name("_ylm_4_6_8.py").read_text()
+    assert shipped == _bond_source(DEFAULT_DEGREES)
