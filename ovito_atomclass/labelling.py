@@ -1,0 +1,535 @@
+"""Batch labelling of MD trajectories: ``atomclass label``.
+
+Every frame is read and classified by :class:`~ovito_atomclass.modifier.AtomClassifierModifier`
+in an OVITO pipeline, then written to its own output file (temporary file, then rename), so
+that resuming and parallel runs are exact.  The per-frame counts and fractions of the classes
+go to a CSV file and a PNG plot.  Frames are numbered from 0 across all input files, in order.
+
+OVITO binds itself to the thread that first imports it, so nothing here imports ``ovito`` at
+module level: local workers are spawned processes, and on a Dask worker all OVITO work runs
+in one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .files import write_atomically
+
+# output formats able to carry the Structure Type column, with their file name extensions
+FORMATS = {"lammps/dump": ".dump", "xyz": ".xyz"}
+# the output format for each OVITO reader; frames from other readers are written as xyz
+_FORMAT_OF_READER = {"LAMMPSTextDumpImporter": "lammps/dump", "LAMMPSBinaryDumpImporter": "lammps/dump",
+                     "LAMMPSDataImporter": "lammps/dump", "XYZImporter": "xyz"}
+_SCAN_ABORTED = re.compile(r'Scanning of the trajectory file "(.*)" aborted prematurely after \d+ frames '
+                           r'due to an error: "(.*)"')
+_FRAME_NAME = "frame_*"
+_FLUSH_SECONDS = 10.0
+
+
+class UsageError(Exception):
+    """A problem with the command line (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every frame is labelled with: the modifier's parameters and the output format."""
+
+    model_file: str
+    threshold: float = 0.0
+    probabilities: bool = False
+    only_selected: bool = False
+    format: str = "xyz"
+
+
+@dataclass(frozen=True)
+class Task:
+    """Frame ``frame`` (from 0) of ``file``, frame ``index`` of the whole run, to be written
+    to ``output``; ``error`` is set for a frame known to be unreadable (a truncated file)."""
+
+    index: int
+    file: str
+    frame: int
+    output: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one :class:`Task`: the counts per class name, or the error."""
+
+    task: Task
+    timestep: int | None = None
+    atoms: int = 0
+    counts: dict[str, int] | None = None
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------- one frame
+
+
+@lru_cache(maxsize=1)
+def _pipeline(file: str, settings: Settings):
+    """An OVITO pipeline reading ``file`` with the classifier appended (one per process,
+    rebuilt when the file changes)."""
+    from ovito.io import import_file
+
+    from .modifier import AtomClassifierModifier
+
+    pipeline = import_file(file)
+    pipeline.modifiers.append(AtomClassifierModifier(model_file=settings.model_file, threshold=settings.threshold,
+                                                     output_probabilities=settings.probabilities,
+                                                     only_selected=settings.only_selected))
+    return pipeline
+
+
+def export_frame(data, path: Path, fmt: str) -> None:
+    """Write every particle property of ``data`` (OVITO DataCollection) to ``path`` in
+    format ``fmt``, through a temporary file beside it and a rename."""
+    from ovito.io import export_file
+
+    columns = []
+    for name, prop in data.particles.items():
+        columns += [f"{name}.{c}" for c in prop.component_names] if prop.component_names else [name]
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        export_file(data, str(partial), fmt, columns=columns)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def label_frame(task: Task, settings: Settings) -> Result:
+    """Classify one frame and write it; errors come back in the result, in one line that
+    names the file and the frame."""
+    from .modifier import ATTRIBUTE_PREFIX
+
+    if task.error is not None:
+        return Result(task, error=task.error)
+    try:
+        with _scan_warnings([]):  # already reported by scan() as a frame of its own
+            data = _pipeline(task.file, settings).compute(task.frame)
+        export_frame(data, Path(task.output), settings.format)
+    except Exception as exc:  # a reader or the classifier failed on this frame: report it, go on
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        return Result(task, error=f"{task.file}, frame {task.frame}: {message}")
+    counts = {key[len(ATTRIBUTE_PREFIX):]: int(value) for key, value in data.attributes.items()
+              if key.startswith(ATTRIBUTE_PREFIX)}
+    timestep = data.attributes.get("Timestep")
+    return Result(task, None if timestep is None else int(timestep), data.particles.count, counts)
+
+
+_OVITO_THREAD: list[ThreadPoolExecutor] = []
+_OVITO_LOCK = threading.Lock()
+
+
+def label_frame_on_dask(task: Task, settings: Settings) -> Result:
+    """:func:`label_frame` for a Dask worker: run in one dedicated thread of the worker
+    process, the thread that imports OVITO there."""
+    with _OVITO_LOCK:
+        if not _OVITO_THREAD:
+            _OVITO_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="atomclass-ovito"))
+    return _OVITO_THREAD[0].submit(label_frame, task, settings).result()
+
+
+def _init_worker(numba_threads: int) -> None:
+    """Share the cores between the local worker processes."""
+    import numba
+
+    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+# ---------------------------------------------------------------------------- many frames
+
+
+def stream_results(tasks: Iterable[Task], submit: Callable[[Task], object], wait: Callable, window: int,
+                   stop: threading.Event) -> Iterator[Result]:
+    """Yield the results of ``tasks`` as they complete, with at most ``window`` submitted
+    and not yet done; no task is submitted once ``stop`` is set.  ``submit`` returns a
+    future; ``wait`` is ``concurrent.futures.wait`` or ``distributed.wait``."""
+    todo, pending = iter(tasks), set()
+    while True:
+        while len(pending) < window and not stop.is_set() and (task := next(todo, None)) is not None:
+            pending.add(submit(task))
+        if not pending:
+            return
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        pending = set(pending)
+        for future in sorted(done, key=lambda f: f.result().task.index):
+            yield future.result()
+
+
+@contextmanager
+def _executor(workers: int, scheduler: str | None, settings: Settings):
+    """``(submit, wait, window)`` for the run: in this process, spawned local processes, or
+    a Dask cluster."""
+    from concurrent.futures import wait
+
+    if scheduler:
+        try:
+            import distributed
+        except ImportError:
+            raise UsageError("--scheduler needs Dask: pip install 'ovito-atomclass[dask]'") from None
+        with distributed.Client(scheduler) as client:
+            def submit(task):
+                return client.submit(label_frame_on_dask, task, settings, pure=False)
+
+            yield submit, distributed.wait, 2 * max(1, sum(client.nthreads().values()))
+        return
+    if workers == 1:
+        def run_here(task):
+            future = Future()
+            future.set_result(label_frame(task, settings))
+            return future
+
+        yield run_here, wait, 1
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork would copy this process's OVITO state, which hangs the children: spawn fresh ones
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(max(1, (os.cpu_count() or 1) // workers),)) as pool:
+        yield (lambda task: pool.submit(label_frame, task, settings)), wait, 2 * workers
+
+
+# ---------------------------------------------------------------------------- inputs and plan
+
+
+def input_files(patterns: list[str]) -> list[Path]:
+    """Existing files named by ``patterns`` (names or wildcards), wildcard matches in
+    natural order (``dump.2`` before ``dump.10``)."""
+    files = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern), key=_natural_key)
+            if not matches:
+                raise UsageError(f"no file matches {pattern!r}")
+            files += matches
+        elif not Path(pattern).is_file():
+            raise UsageError(f"input file not found: {pattern}")
+        else:
+            files.append(pattern)
+    return [Path(f).resolve() for f in files]
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+@contextmanager
+def _scan_warnings(found: list[re.Match]):
+    """Collect OVITO's warnings about a truncated last frame, which its file readers print
+    only to file descriptor 2, into ``found``; pass anything else printed there on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                match = _SCAN_ABORTED.search(line)
+                if match:
+                    found.append(match)
+                else:
+                    print(line, file=sys.stderr)
+
+
+def scan(file: Path) -> tuple[int, str | None, str]:
+    """``(frames, error, format)`` of one input file: the number of readable frames, the
+    reader's message if the file ends in a truncated frame, and the matching output format."""
+    from ovito.io import import_file
+
+    found: list[re.Match] = []
+    try:
+        with _scan_warnings(found):
+            source = import_file(str(file)).source
+            frames = source.num_frames
+    except RuntimeError as exc:
+        raise ValueError(f"{file}: cannot read it: {' '.join(str(exc).split())}") from None
+    error = f"{file}, frame {frames}: truncated or corrupt: {found[0].group(2)}" if found else None
+    return frames, error, _FORMAT_OF_READER.get(type(source.importer).__name__, "xyz")
+
+
+def parse_frames(text: str) -> slice:
+    """``START:STOP:STEP`` (any part may be empty, Python slice rules) as a slice."""
+    parts = text.split(":")
+    try:
+        if len(parts) > 3:
+            raise ValueError
+        values = [int(p) if p.strip() else None for p in parts]
+    except ValueError:
+        raise UsageError(f"--frames must be START:STOP:STEP with integers, got {text!r}") from None
+    if len(values) == 3 and values[2] is not None and values[2] <= 0:
+        raise UsageError(f"--frames: STEP must be positive, got {values[2]}")
+    return slice(*values) if len(values) > 1 else slice(values[0], values[0] + 1 if values[0] != -1 else None)
+
+
+def output_pattern(output: str, fmt_ext: str) -> Path:
+    """The per-frame output path pattern: ``output`` if it contains ``*``, else
+    ``output/frame_*<ext>``."""
+    path = Path(output).expanduser().resolve()
+    return path if "*" in path.name else path / f"{_FRAME_NAME}{fmt_ext}"
+
+
+def frame_path(pattern: Path, index: int) -> Path:
+    """The output file of frame ``index``: ``*`` replaced by the zero-padded index."""
+    return pattern.with_name(pattern.name.replace("*", f"{index:06d}", 1))
+
+
+# ---------------------------------------------------------------------------- counts table
+
+
+def class_names(model) -> tuple[list[str], list[tuple]]:
+    """Names and colours of the ``Structure Type`` ids 0, 1, ... the modifier assigns."""
+    from .model import OTHER
+    from .modifier import OTHER_COLOR, type_ids
+
+    names, colors = {0: OTHER}, {0: OTHER_COLOR}
+    for i, name, color in zip(type_ids(model.classes), model.classes, model.colors, strict=True):
+        names[int(i)], colors[int(i)] = name, tuple(color)
+    return [names[i] for i in sorted(names)], [colors[i] for i in sorted(colors)]
+
+
+def counts_columns(names: list[str]) -> list[str]:
+    return (["frame", "file", "frame_in_file", "timestep", "atoms"] + [f"count_{n}" for n in names]
+            + [f"fraction_{n}" for n in names])
+
+
+def counts_row(result: Result, names: list[str]) -> dict[str, str]:
+    """The CSV row of a labelled frame; fractions are of the classified atoms."""
+    counts = [result.counts.get(name, 0) for name in names]
+    total = sum(counts)
+    row = {"frame": result.task.index, "file": result.task.file, "frame_in_file": result.task.frame,
+           "timestep": "" if result.timestep is None else result.timestep, "atoms": result.atoms}
+    row.update({f"count_{n}": c for n, c in zip(names, counts, strict=True)})
+    row.update({f"fraction_{n}": f"{c / total:.6f}" if total else "0" for n, c in zip(names, counts, strict=True)})
+    return {k: str(v) for k, v in row.items()}
+
+
+def read_counts(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
+    """Rows of an existing counts CSV by frame; refuse one written for other classes."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != counts_columns(names):
+            raise UsageError(f"{path} has the columns {reader.fieldnames}, not those of this model's classes "
+                             f"{names}: label into another output folder")
+        return {int(row["frame"]): row for row in reader}
+
+
+def write_counts(path: Path, rows: dict[int, dict[str, str]], names: list[str]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, counts_columns(names), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows[i] for i in sorted(rows))
+    write_atomically(path, text.getvalue().encode())
+
+
+def plot_fractions(path: Path, rows: dict[int, dict[str, str]], names: list[str], colors: list[tuple]) -> None:
+    """PNG of the fraction of each class against the frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    frames = sorted(rows)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for name, color in zip(names, colors, strict=True):
+        ax.plot(frames, [float(rows[i][f"fraction_{name}"]) for i in frames], ".-", color=color, label=name,
+                markeredgecolor="0.3", markeredgewidth=0.3)
+    ax.set(xlabel="frame", ylabel="fraction of atoms", ylim=(-0.02, 1.02))
+    ax.legend(fontsize="small", ncols=min(len(names), 4))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    write_atomically(path, buffer.getvalue())
+
+
+def write_errors(path: Path, failures: list[Result]) -> None:
+    """One line per failed frame: frame index and the one-line message; no file if none."""
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    text = "".join(f"{r.task.index},{r.task.file},{r.task.frame},\"{r.error}\"\n" for r in failures)
+    write_atomically(path, ("frame,file,frame_in_file,error\n" + text).encode())
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="trajectory files or wildcard patterns, anything OVITO reads (LAMMPS dump/data, "
+                             "extxyz, POSCAR, ...); multi-frame files are split into frames")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output folder (frames written as frame_NNNNNN.<ext>) or a file pattern with * "
+                             "standing for the zero-padded frame number, e.g. out/lab_*.xyz")
+    parser.add_argument("-m", "--model", default="", help="ONNX model file (default: the shipped default.onnx)")
+    parser.add_argument("--format", choices=sorted(FORMATS),
+                        help="output format (default: the input's, or xyz if it cannot hold the labels)")
+    parser.add_argument("--threshold", type=float, default=0.0,
+                        help="atoms whose most probable class is less likely than this become Other")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="also write the per-class Structure Probability and the Confidence columns")
+    parser.add_argument("--only-selected", action="store_true",
+                        help="classify only atoms with a non-zero Selection property")
+    frames = parser.add_argument_group("frames (numbered from 0 across all inputs)")
+    frames.add_argument("--frames", metavar="START:STOP:STEP", help="a Python slice of the frames, e.g. ::10")
+    frames.add_argument("--start", type=int, help="first frame")
+    frames.add_argument("--stop", type=int, help="frame to stop before")
+    frames.add_argument("--every", type=int, help="label every N-th frame")
+    run_group = parser.add_argument_group("running")
+    run_group.add_argument("-j", "--workers", type=int, default=os.cpu_count() or 1,
+                           help="local worker processes (default: the number of cores)")
+    run_group.add_argument("--scheduler", metavar="ADDRESS",
+                           help="label on a Dask cluster, e.g. tcp://host:8786 (the output folder must be on a "
+                                "file system the workers share)")
+    again = run_group.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="skip frames already labelled in the output")
+    again.add_argument("--overwrite", action="store_true", help="relabel frames already in the output")
+    run_group.add_argument("--keep-going", action="store_true",
+                           help="record unreadable frames (in <counts>.errors.csv) and go on instead of stopping")
+    run_group.add_argument("--counts", metavar="CSV",
+                           help="per-frame counts and fractions (default: counts.csv beside the frames); "
+                                "the plot goes to the same name with .png")
+    run_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def _selection(args: argparse.Namespace) -> slice:
+    if args.frames is not None:
+        if any(v is not None for v in (args.start, args.stop, args.every)):
+            raise UsageError("give either --frames or --start/--stop/--every, not both")
+        return parse_frames(args.frames)
+    if args.every is not None and args.every <= 0:
+        raise UsageError(f"--every must be positive, got {args.every}")
+    return slice(args.start, args.stop, args.every)
+
+
+def plan(args: argparse.Namespace, files: list[Path]) -> tuple[list[Task], str, Path]:
+    """The tasks of the selected frames, the output format and the counts CSV path; refuse
+    to write over an input."""
+    selection = _selection(args)
+    if "*" not in Path(args.output).name and Path(args.output).is_file():
+        raise UsageError(f"the output {args.output} is a file: give a folder, or a file pattern with * for the "
+                         "frame number")
+    scans = [scan(f) for f in files]
+    fmt = args.format or scans[0][2]
+    pattern = output_pattern(args.output, FORMATS[fmt])
+    frames = []
+    for file, (n, error, _) in zip(files, scans, strict=True):
+        frames += [(file, k, None) for k in range(n)] + ([(file, n, error)] if error else [])
+    tasks = [Task(i, str(file), k, str(frame_path(pattern, i)), error)
+             for i, (file, k, error) in list(enumerate(frames))[selection]]
+    counts = Path(args.counts).expanduser().resolve() if args.counts else pattern.parent / "counts.csv"
+    clash = {str(f) for f in files} & ({t.output for t in tasks} | {str(p) for p in _side_files(counts)})
+    if clash:
+        raise UsageError(f"refusing to overwrite the input {sorted(clash)[0]}: choose another output")
+    return tasks, fmt, counts
+
+
+def _side_files(counts: Path) -> tuple[Path, Path, Path]:
+    """The counts CSV, its plot and its error list."""
+    return counts, counts.with_suffix(".png"), counts.with_suffix(".errors.csv")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"atomclass label: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .modifier import resolve_model
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.model and not Path(args.model).expanduser().is_file():
+        raise UsageError(f"model file not found: {args.model}")
+    model = resolve_model(args.model)
+    names, colors = class_names(model)
+    files = input_files(args.inputs)
+    tasks, fmt, counts_path = plan(args, files)
+    settings = Settings(str(model.path), args.threshold, args.probabilities, args.only_selected, fmt)
+
+    rows: dict[int, dict[str, str]] = {}
+    if args.resume and counts_path.exists():
+        pattern = output_pattern(args.output, FORMATS[fmt])
+        rows = {i: row for i, row in read_counts(counts_path, names).items() if frame_path(pattern, i).exists()}
+    elif not args.overwrite:
+        existing = [p for p in [counts_path] + [Path(t.output) for t in tasks] if p.exists()]
+        if existing:
+            raise UsageError(f"{existing[0]} exists: pass --resume to continue the run or --overwrite to relabel")
+    todo = [t for t in tasks if t.index not in rows]
+    skipped = len(tasks) - len(todo)
+    for folder in {Path(t.output).parent for t in todo} | {counts_path.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    failures: list[Result] = []
+    labelled = 0
+    stop = threading.Event()
+    started = last_flush = time.monotonic()
+    workers = 1 if args.scheduler else min(args.workers, max(1, len(todo)))
+    progress = tqdm(total=len(todo), unit="frame", disable=args.quiet, dynamic_ncols=True)
+    try:
+        with _executor(workers, args.scheduler, settings) as (submit, wait, window):
+            for result in stream_results(todo, submit, wait, window, stop):
+                progress.update()
+                if result.error is None:
+                    rows[result.task.index] = counts_row(result, names)
+                    labelled += 1
+                else:
+                    failures.append(result)
+                    if not args.keep_going:
+                        stop.set()
+                    progress.write(f"atomclass label: {'skipping' if args.keep_going else 'error'}: {result.error}",
+                                   file=sys.stderr)
+                if time.monotonic() - last_flush > _FLUSH_SECONDS:
+                    write_counts(counts_path, rows, names)
+                    last_flush = time.monotonic()
+    finally:
+        progress.close()
+        write_counts(counts_path, rows, names)
+        write_errors(counts_path.with_suffix(".errors.csv"), failures)
+    if rows:
+        plot_fractions(counts_path.with_suffix(".png"), rows, names, colors)
+    if not args.quiet:
+        _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers,
+                 args.scheduler, counts_path)
+    if failures and not args.keep_going:
+        return 1
+    return 0
+
+
+def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, counts_path) -> None:
+    where = f"Dask cluster {scheduler}" if scheduler else f"{workers} worker{'s' * (workers > 1)}"
+    print(f"labelled {labelled} frames in {seconds:.1f} s ({labelled / max(seconds, 1e-9):.2f} frames/s, {where}); "
+          f"{skipped} already done, {len(failures)} failed")
+    if rows:
+        mean = {n: sum(float(r[f"fraction_{n}"]) for r in rows.values()) / len(rows) for n in names}
+        print("mean fractions over", len(rows), "frames:", ", ".join(f"{n} {mean[n]:.3f}" for n in names))
+    print(f"counts: {counts_path}  plot: {counts_path.with_suffix('.png')}")
