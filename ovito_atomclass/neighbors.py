@@ -92,12 +92,12 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
     return frac @ cell, owner
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _home_bin(p, origin, inv_bin, nbins):
-    b = np.empty(3, dtype=np.int64)
-    for d in range(3):
-        b[d] = min(max(int((p[d] - origin[d]) * inv_bin[d]), 0), nbins[d] - 1)
-    return b
+    """Grid cell (x, y, z) of point ``p``, clamped to the grid."""
+    return (min(max(int((p[0] - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
+            min(max(int((p[1] - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
+            min(max(int((p[2] - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
 
 
 @numba.njit(cache=True)
@@ -178,6 +178,30 @@ def _fill(cpos, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, k, offse
         vec[offsets[t] : offsets[t] + c] = bv[:c]
 
 
+@numba.njit(cache=True)
+def _sort_into_bins(pos, owner, origin, inv_bin, nbins):
+    """Counting sort of atoms by bin (the bins' z index runs fastest): bin_start (n_bins + 1,),
+    positions (M, 3) and owners (M,) in bin order, atoms of one bin in input order."""
+    n_bins = nbins[0] * nbins[1] * nbins[2]
+    bin_id = np.empty(len(pos), dtype=np.int64)
+    bin_start = np.zeros(n_bins + 1, dtype=np.int64)
+    for a in range(len(pos)):
+        b = _home_bin(pos[a], origin, inv_bin, nbins)
+        bin_id[a] = (b[0] * nbins[1] + b[1]) * nbins[2] + b[2]
+        bin_start[bin_id[a] + 1] += 1
+    for c in range(n_bins):
+        bin_start[c + 1] += bin_start[c]
+    fill = bin_start[:-1].copy()
+    spos = np.empty_like(pos)
+    sowner = np.empty_like(owner)
+    for a in range(len(pos)):
+        slot = fill[bin_id[a]]
+        fill[bin_id[a]] += 1
+        spos[slot] = pos[a]
+        sowner[slot] = owner[a]
+    return bin_start, spos, sowner
+
+
 class NeighborGrid:
     """All atoms and their periodic images binned for searches within ``radius`` (Å).
 
@@ -205,13 +229,7 @@ class NeighborGrid:
         self.origin = lo
         self.nbins = nbins
         self.inv_bin = nbins / extent * (1.0 - 1e-12)
-        b = np.minimum(((pos_all - lo) * self.inv_bin).astype(np.int64), nbins - 1)
-        bin_id = (b[:, 0] * nbins[1] + b[:, 1]) * nbins[2] + b[:, 2]
-        order = np.argsort(bin_id, kind="stable")
-        self.bin_start = np.zeros(np.prod(nbins) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(bin_id, minlength=np.prod(nbins)), out=self.bin_start[1:])
-        self.spos = np.ascontiguousarray(pos_all[order])
-        self.sowner = owner[order]
+        self.bin_start, self.spos, self.sowner = _sort_into_bins(pos_all, owner, lo, self.inv_bin, nbins)
 
     @property
     def arrays(self) -> tuple:
