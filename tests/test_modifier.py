@@ -1,6 +1,8 @@
 """The OVITO modifier: outputs, options, errors, and use in pipelines, trajectories and sessions."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -265,5 +267,39 @@ def _strip_metadata(model, path):
 def test_pipeline_reports_the_error(tiny_model, l12, tmp_path):
     pipeline = Pipeline(source=StaticSource(data=l12))
     pipeline.modifiers.append(AtomClassifierModifier(model_file=str(tmp_path / "nowhere.onnx")))
-    with pytest.raises(Exception, match="model file not found"):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
         pipeline.compute()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    path = Path(__file__).resolve().parent.parent / "examples" / "precipitate.py"
+    spec = importlib.util.spec_from_file_location("precipitate_demo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_labels_the_precipitate_and_exports_it(demo, tiny_model, tmp_path, capsys):
+    assert demo.main(["--model", str(tiny_model), "--out", str(tmp_path), "--no-render"]) == 0
+    printed = capsys.readouterr().out
+    assert "4000 atoms" in printed and "fccNi" in printed and "84.03%" in printed
+    labelled = import_file(str(tmp_path / "precipitate_labelled.xyz")).compute()
+    structure = np.asarray(labelled.particles["Structure Type"])
+    assert len(structure) == 4000 and set(np.unique(structure)) <= {0, FCC, GAMMA, GAMMA_PRIME, BCC}
+    assert f"selected {(structure == GAMMA).sum()} gamma atoms" in printed
+    assert (np.asarray(labelled.particles["Selection"]) == (structure == GAMMA)).all()
+
+
+def test_demo_without_vulkan_explains_and_succeeds(demo, tiny_model, tmp_path, capsys, monkeypatch):
+    def no_vulkan(*args):
+        raise RuntimeError("Could not initialize the Vulkan graphics backend.\nmore text")
+
+    monkeypatch.setattr(demo, "render_pictures", no_vulkan)
+    assert demo.main(["--model", str(tiny_model), "--out", str(tmp_path)]) == 0
+    assert "apt-get install libvulkan1 mesa-vulkan-drivers" in capsys.readouterr().err
+
+
+def test_demo_without_a_model_fails_clearly(demo, tmp_path, capsys):
+    assert demo.main(["--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path)]) == 1
+    assert "model file not found" in capsys.readouterr().err
