@@ -75,21 +75,47 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
             f"the cell (plane spacings {np.round(spacing, 3).tolist()} Å) is too small for a "
             f"neighbour radius of {radius:.3g} Å: more than {_MAX_IMAGES_PER_ATOM} images per atom"
         )
-    for dim in np.flatnonzero(pbc):
-        reach = int(np.ceil(pad[dim]))
-        parts_f, parts_o = [frac], [owner]
-        for shift in range(-reach, reach + 1):
-            if shift == 0:
+    reach = np.where(pbc, np.ceil(pad), 0).astype(np.int64)
+    pad = np.where(pbc, pad, np.inf)  # atoms may lie anywhere along open directions
+    counts = _images(frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ghost_frac = np.empty((offsets[-1], 3))
+    ghost_owner = np.empty(offsets[-1], dtype=np.int64)
+    _images(frac, pad, reach, ghost_frac, ghost_owner, offsets)
+    return np.concatenate([frac, ghost_frac]) @ cell, np.concatenate([owner, ghost_owner])
+
+
+@numba.njit(parallel=True, cache=True)
+def _images(frac, pad, reach, out_frac, out_owner, offsets):
+    """For each atom, the periodic images (shift != 0) whose fractional coordinates lie
+    within ``pad`` of the unit cube: counted (n,) if ``out_frac`` is empty, else written
+    from ``offsets[atom]`` on."""
+    n = len(frac)
+    counts = np.zeros(n, dtype=np.int64)
+    fill = len(out_frac) > 0
+    for a in numba.prange(n):
+        c = 0
+        for i in range(-reach[0], reach[0] + 1):
+            x = frac[a, 0] + i
+            if x < -pad[0] or x >= 1.0 + pad[0]:
                 continue
-            s = frac[:, dim] + shift
-            keep = (s >= -pad[dim]) & (s < 1.0 + pad[dim])
-            moved = frac[keep].copy()
-            moved[:, dim] = s[keep]
-            parts_f.append(moved)
-            parts_o.append(owner[keep])
-        frac, owner = np.concatenate(parts_f), np.concatenate(parts_o)
-    # the real atoms stay first and unmoved (apart from wrapping) through every dimension
-    return frac @ cell, owner
+            for j in range(-reach[1], reach[1] + 1):
+                y = frac[a, 1] + j
+                if y < -pad[1] or y >= 1.0 + pad[1]:
+                    continue
+                for k in range(-reach[2], reach[2] + 1):
+                    z = frac[a, 2] + k
+                    if z < -pad[2] or z >= 1.0 + pad[2] or (i == 0 and j == 0 and k == 0):
+                        continue
+                    if fill:
+                        out_frac[offsets[a] + c, 0] = x
+                        out_frac[offsets[a] + c, 1] = y
+                        out_frac[offsets[a] + c, 2] = z
+                        out_owner[offsets[a] + c] = a
+                    c += 1
+        counts[a] = c
+    return counts
 
 
 @numba.njit(cache=True, inline="always")

@@ -189,3 +189,12 @@ def test_shipped_bond_code_is_what_the_generator_writes():
 
     shipped = Path(ovito_atomclass.__file__).with_name("_ylm_4_6_8.py").read_text()
     assert shipped == _bond_source(DEFAULT_DEGREES)
+
+
+def test_open_direction_allows_atoms_outside_the_cell():
+    # a slab periodic in x and y, with atoms far outside the cell along the open z direction
+    atoms = bulk("Ni", "fcc", a=3.52, cubic=True) * (2, 2, 2)
+    atoms.pbc = (True, True, False)
+    reference = compute_features(atoms, FeatureSpec(**Q_ONLY))
+    atoms.positions[:, 2] += 100.0
+    np.testing.assert_allclose(compute_features(atoms, FeatureSpec(**Q_ONLY)), reference, atol=1e-12)
