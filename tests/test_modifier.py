@@ -1,5 +1,6 @@
 """The OVITO modifier: outputs, options, errors, and use in pipelines, trajectories and sessions."""
 
+import importlib.metadata
 import importlib.util
 import json
 from pathlib import Path
@@ -303,3 +304,8 @@ def test_demo_without_vulkan_explains_and_succeeds(demo, tiny_model, tmp_path, c
 def test_demo_without_a_model_fails_clearly(demo, tmp_path, capsys):
     assert demo.main(["--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path)]) == 1
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_ovito_pro_finds_the_modifier_through_its_entry_point():
+    entry = {e.name: e for e in importlib.metadata.entry_points(group="OVITO.Modifier")}
+    assert entry["Atom Structure Classifier (ML)"].load() is AtomClassifierModifier
