@@ -1,0 +1,101 @@
+"""The classifier zoo: every model exports to ONNX faithfully; tuning and metrics give known values."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+
+from ovito_atomclass import FeatureSpec
+from ovito_atomclass.zoo import ZOO, evaluate, make_zoo, onnx_agreement, tune
+
+SPEC = FeatureSpec()  # 9 features, as the synthetic problem
+CLASSES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, y = make_classification(400, len(SPEC.feature_names), n_informative=6, n_classes=len(CLASSES),
+                               n_clusters_per_class=1, class_sep=1.5, random_state=1)
+    return X[:240], y[:240], X[240:], y[240:]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_model_fits_and_exports_to_onnx(name, problem):
+    X, y, X_test, y_test = problem
+    pipeline, grid = make_zoo([name], seed=0)[name]
+    assert list(pipeline.named_steps) == ["scale", "clf"] and grid and all(k.startswith("clf__") for k in grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the MLPs, on 240 samples
+        pipeline.fit(X, y)
+    proba = pipeline.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert evaluate(pipeline, X_test, y_test, len(CLASSES))["accuracy"] > 0.5  # chance is 0.25
+    agreement = onnx_agreement(pipeline, X_test, SPEC, CLASSES)
+    assert agreement["labels"] >= 0.999
+    assert agreement["max_prob_diff"] <= 1e-4
+    assert agreement["bytes"] > 0
+
+
+def test_make_zoo_names_and_order():
+    assert list(make_zoo()) == list(ZOO)
+    assert list(make_zoo(["knn", "tree"])) == ["knn", "tree"]
+    with pytest.raises(ValueError, match="unknown.*'svm'"):
+        make_zoo(["svm"])
+
+
+def test_tune_finds_the_grid_point_that_can_separate_three_classes():
+    # a depth-1 tree (one split) can tell at most two classes apart
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    X = np.column_stack([y * 10.0 + rng.normal(0, 0.1, len(y)), rng.normal(size=len(y))])
+    pipeline, _ = make_zoo(["tree"])["tree"]
+    search = tune("tree", pipeline, {"clf__max_depth": [1, 3]}, X, y, seed=0)
+    assert search.best_params_ == {"clf__max_depth": 3}
+    assert search.best_score_ == 1.0
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], [2 / 3, 1.0], atol=0.05)
+    assert (search.predict(X) == y).all()
+
+
+def test_tune_refuses_classes_smaller_than_the_folds():
+    pipeline, grid = make_zoo(["bayes"])["bayes"]
+    with pytest.raises(ValueError, match="at least 3 samples of every class, the rarest has 2"):
+        tune("bayes", pipeline, grid, np.zeros((8, 2)), np.array([0, 0, 0, 0, 0, 0, 1, 1]), seed=0)
+
+
+class Fixed:
+    """A 'fitted classifier' answering fixed probabilities."""
+
+    def __init__(self, proba, classes):
+        self.proba, self.classes_ = np.asarray(proba, dtype=float), np.asarray(classes)
+
+    def predict_proba(self, X):
+        return self.proba
+
+
+def test_evaluate_a_perfect_classifier():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    metrics = evaluate(Fixed(np.eye(3)[y] * 0.8 + 0.2 / 3, [0, 1, 2]), np.zeros((6, 1)), y, 3)
+    assert metrics["auc"] == [1.0, 1.0, 1.0] and metrics["precision"] == [1.0, 1.0, 1.0]
+    assert metrics["confusion"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    assert metrics["accuracy"] == metrics["macro_auc"] == metrics["macro_precision"] == 1.0
+
+
+def test_evaluate_known_confusion_auc_and_missing_class():
+    y = np.array([0, 0, 1, 1, 1, 2])
+    # predicted: 0, 1, 1, 1, 0, 0; the model never saw class 3, which is absent from y too
+    proba = [[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.5, 0.4, 0.1], [0.6, 0.1, 0.3]]
+    m = evaluate(Fixed(proba, [0, 1, 2]), np.zeros((6, 1)), y, 4)
+    assert m["confusion"] == [[1, 1, 0, 0], [1, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    assert m["precision"] == pytest.approx([1 / 3, 2 / 3, 0.0, 0.0])
+    assert m["accuracy"] == pytest.approx(0.5)
+    # AUC = fraction of (positive, negative) pairs ranked right, ties count 1/2
+    # class 0: positives 0.7, 0.3 vs negatives 0.1, 0.2, 0.5, 0.6 -> 4 + 2 of 8
+    # class 1: positives 0.8, 0.5, 0.4 vs negatives 0.2, 0.6, 0.1 -> 3 + 2 + 2 of 9
+    # class 2: positive 0.3 vs negatives 0.1, 0.1, 0.1, 0.3, 0.1 -> 4 + 1/2 of 5
+    assert m["auc"][:3] == pytest.approx([6 / 8, 7 / 9, 4.5 / 5])
+    assert np.isnan(m["auc"][3])
+    assert m["macro_auc"] == pytest.approx((6 / 8 + 7 / 9 + 4.5 / 5) / 3)
+    with pytest.raises(ValueError, match="integers 0..3"):
+        evaluate(Fixed(proba, [0, 1, 2]), np.zeros((6, 1)), y + 2, 4)
