@@ -336,11 +336,12 @@ def read_counts(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
         return {int(row["frame"]): row for row in reader}
 
 
-def write_counts(path: Path, rows: dict[int, dict[str, str]], names: list[str]) -> None:
+def write_csv(path: Path, columns: list[str], rows: Iterable[dict]) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``) as a CSV file, atomically."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, counts_columns(names), lineterminator="\n")
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows[i] for i in sorted(rows))
+    writer.writerows(rows)
     write_atomically(path, text.getvalue().encode())
 
 
@@ -365,12 +366,13 @@ def plot_fractions(path: Path, rows: dict[int, dict[str, str]], names: list[str]
 
 
 def write_errors(path: Path, failures: list[Result]) -> None:
-    """One line per failed frame: frame index and the one-line message; no file if none."""
+    """One row per failed frame with its one-line message; no file if none failed."""
     if not failures:
         path.unlink(missing_ok=True)
         return
-    text = "".join(f"{r.task.index},{r.task.file},{r.task.frame},\"{r.error}\"\n" for r in failures)
-    write_atomically(path, ("frame,file,frame_in_file,error\n" + text).encode())
+    write_csv(path, ["frame", "file", "frame_in_file", "error"],
+              [{"frame": r.task.index, "file": r.task.file, "frame_in_file": r.task.frame, "error": r.error}
+               for r in failures])
 
 
 # ---------------------------------------------------------------------------- command line
@@ -424,9 +426,9 @@ def _selection(args: argparse.Namespace) -> slice:
     return slice(args.start, args.stop, args.every)
 
 
-def plan(args: argparse.Namespace, files: list[Path]) -> tuple[list[Task], str, Path]:
-    """The tasks of the selected frames, the output format and the counts CSV path; refuse
-    to write over an input."""
+def plan(args: argparse.Namespace, files: list[Path]) -> tuple[list[Task], str, Path, Path]:
+    """The tasks of the selected frames, the output format, the output path pattern and the
+    counts CSV path; refuse to write over an input."""
     selection = _selection(args)
     if "*" not in Path(args.output).name and Path(args.output).is_file():
         raise UsageError(f"the output {args.output} is a file: give a folder, or a file pattern with * for the "
@@ -443,12 +445,26 @@ def plan(args: argparse.Namespace, files: list[Path]) -> tuple[list[Task], str, 
     clash = {str(f) for f in files} & ({t.output for t in tasks} | {str(p) for p in _side_files(counts)})
     if clash:
         raise UsageError(f"refusing to overwrite the input {sorted(clash)[0]}: choose another output")
-    return tasks, fmt, counts
+    return tasks, fmt, pattern, counts
 
 
 def _side_files(counts: Path) -> tuple[Path, Path, Path]:
     """The counts CSV, its plot and its error list."""
     return counts, counts.with_suffix(".png"), counts.with_suffix(".errors.csv")
+
+
+def done_rows(args: argparse.Namespace, tasks: list[Task], pattern: Path, counts: Path,
+              names: list[str]) -> dict[int, dict[str, str]]:
+    """The CSV rows of the frames already labelled, by frame: with ``--resume`` those of the
+    existing CSV whose frame file exists; refuse to overwrite outputs without ``--overwrite``."""
+    if args.resume:
+        rows = read_counts(counts, names) if counts.exists() else {}
+        return {i: row for i, row in rows.items() if frame_path(pattern, i).exists()}
+    if not args.overwrite:
+        existing = next((p for p in [counts] + [Path(t.output) for t in tasks] if p.exists()), None)
+        if existing:
+            raise UsageError(f"{existing} exists: pass --resume to continue the run or --overwrite to relabel")
+    return {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -473,21 +489,18 @@ def _run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     names, colors = class_names(model)
     files = input_files(args.inputs)
-    tasks, fmt, counts_path = plan(args, files)
+    tasks, fmt, pattern, counts_path = plan(args, files)
     settings = Settings(str(model.path), args.threshold, args.probabilities, args.only_selected, fmt)
-
-    rows: dict[int, dict[str, str]] = {}
-    if args.resume and counts_path.exists():
-        pattern = output_pattern(args.output, FORMATS[fmt])
-        rows = {i: row for i, row in read_counts(counts_path, names).items() if frame_path(pattern, i).exists()}
-    elif not args.overwrite:
-        existing = [p for p in [counts_path] + [Path(t.output) for t in tasks] if p.exists()]
-        if existing:
-            raise UsageError(f"{existing[0]} exists: pass --resume to continue the run or --overwrite to relabel")
+    rows = done_rows(args, tasks, pattern, counts_path, names)
     todo = [t for t in tasks if t.index not in rows]
     skipped = len(tasks) - len(todo)
-    for folder in {Path(t.output).parent for t in todo} | {counts_path.parent}:
+    for folder in {pattern.parent, counts_path.parent}:
         folder.mkdir(parents=True, exist_ok=True)
+
+    counts_path, plot_path, errors_path = _side_files(counts_path)
+
+    def save_counts() -> None:
+        write_csv(counts_path, counts_columns(names), (rows[i] for i in sorted(rows)))
 
     failures: list[Result] = []
     labelled = 0
@@ -509,27 +522,27 @@ def _run(args: argparse.Namespace) -> int:
                     progress.write(f"atomclass label: {'skipping' if args.keep_going else 'error'}: {result.error}",
                                    file=sys.stderr)
                 if time.monotonic() - last_flush > _FLUSH_SECONDS:
-                    write_counts(counts_path, rows, names)
+                    save_counts()
                     last_flush = time.monotonic()
     finally:
         progress.close()
-        write_counts(counts_path, rows, names)
-        write_errors(counts_path.with_suffix(".errors.csv"), failures)
+        save_counts()
+        write_errors(errors_path, failures)
     if rows:
-        plot_fractions(counts_path.with_suffix(".png"), rows, names, colors)
+        plot_fractions(plot_path, rows, names, colors)
     if not args.quiet:
         _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers,
-                 args.scheduler, counts_path)
+                 args.scheduler, counts_path, plot_path)
     if failures and not args.keep_going:
         return 1
     return 0
 
 
-def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, counts_path) -> None:
+def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, counts_path, plot_path) -> None:
     where = f"Dask cluster {scheduler}" if scheduler else f"{workers} worker{'s' * (workers > 1)}"
     print(f"labelled {labelled} frames in {seconds:.1f} s ({labelled / max(seconds, 1e-9):.2f} frames/s, {where}); "
           f"{skipped} already done, {len(failures)} failed")
     if rows:
         mean = {n: sum(float(r[f"fraction_{n}"]) for r in rows.values()) / len(rows) for n in names}
         print("mean fractions over", len(rows), "frames:", ", ".join(f"{n} {mean[n]:.3f}" for n in names))
-    print(f"counts: {counts_path}  plot: {counts_path.with_suffix('.png')}")
+    print(f"counts: {counts_path}  plot: {plot_path}")
