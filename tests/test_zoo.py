@@ -1,5 +1,6 @@
 """The classifier zoo: every model exports to ONNX faithfully; tuning and metrics give known values."""
 
+import json
 import warnings
 
 import numpy as np
@@ -8,7 +9,8 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 
 from ovito_atomclass import FeatureSpec
-from ovito_atomclass.zoo import ZOO, evaluate, make_zoo, onnx_agreement, tune
+from ovito_atomclass.report import write_report
+from ovito_atomclass.zoo import ZOO, evaluate, make_zoo, onnx_agreement, sample_size_study, tune
 
 SPEC = FeatureSpec()  # 9 features, as the synthetic problem
 CLASSES = ["a", "b", "c", "d"]
@@ -99,3 +101,50 @@ def test_evaluate_known_confusion_auc_and_missing_class():
     assert m["macro_auc"] == pytest.approx((6 / 8 + 7 / 9 + 4.5 / 5) / 3)
     with pytest.raises(ValueError, match="integers 0..3"):
         evaluate(Fixed(proba, [0, 1, 2]), np.zeros((6, 1)), y + 2, 4)
+
+
+@pytest.fixture(scope="module")
+def study(problem):
+    X, y = np.vstack(problem[::2]), np.concatenate(problem[1::2])
+    return X, y, sample_size_study(X, y, [12, 30], ["bayes", "tree"], seed=3, spec=SPEC, classes=CLASSES)
+
+
+def test_sample_size_study_is_reproducible_and_splits_60_40(study):
+    X, y, records = study
+    assert [(r["model"], r["size"], r["n_train"], r["n_test"]) for r in records] == [
+        ("bayes", 12, 28, 20), ("tree", 12, 28, 20), ("bayes", 30, 72, 48), ("tree", 30, 72, 48)]
+    for r in records:
+        both = np.concatenate([r["train_index"], r["test_index"]])
+        assert len(np.unique(both)) == len(both) and (np.bincount(y[both]) == r["size"]).all()
+        assert sum(map(sum, r["test"]["confusion"])) == r["n_test"]
+    assert "onnx" not in records[0] and records[-1]["onnx"]["labels"] == 1.0
+    again = sample_size_study(X, y, [12], ["tree"], seed=3)
+    assert again[0]["test"] == records[1]["test"] and again[0]["best_params"] == records[1]["best_params"]
+    np.testing.assert_array_equal(again[0]["test_index"], records[1]["test_index"])
+
+
+def test_report_writes_tables_plots_and_summary(study, tmp_path):
+    X, y, records = study
+    colors = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0.5)]
+    summary = write_report(tmp_path / "r", records, X, y, CLASSES, colors, SPEC.feature_names, focus="b")
+    out = tmp_path / "r"
+    expected = {"summary.md", "metrics.json", "auc.csv", "auc_vs_size.csv", "precision.csv", "features.png",
+                "regions.png", "auc_vs_size.png", "precision.png", "confusion/bayes.csv", "confusion/tree.csv",
+                "roc/bayes.png", "roc/tree.png"}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == expected
+    assert summary == out / "summary.md"
+    for png in out.rglob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = summary.read_text()
+    assert all(f"]({name})" in text for name in expected - {"summary.md"})
+    assert "| bayes | " in text and "100.00 % labels" in text
+    auc = (out / "auc.csv").read_text().splitlines()
+    assert auc[0] == "model,size,set,class,auc" and len(auc) == 1 + 4 * 2 * len(CLASSES)
+    assert auc[1] == f"bayes,12,train,a,{records[0]['train']['auc'][0]:.6f}"
+    confusion = np.loadtxt(out / "confusion" / "tree.csv", delimiter=",", skiprows=1, usecols=range(1, 5))
+    np.testing.assert_array_equal(confusion, records[3]["test"]["confusion"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == CLASSES and metrics["records"][2]["test"] == records[2]["test"]
+    with pytest.raises(ValueError, match="regions must be two different features"):
+        write_report(tmp_path / "bad", records, X, y, CLASSES, colors, SPEC.feature_names, regions=("q4_all",) * 2)
+    assert not (tmp_path / "bad").exists()
