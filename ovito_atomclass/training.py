@@ -1,0 +1,390 @@
+"""``atomclass train CONFIG -o MODEL.onnx``: a training configuration to a model file.
+
+The configuration (TOML, or YAML for ``.yaml``/``.yml``) names the classes, the features,
+the augmentation, the sample size and the classifiers to try::
+
+    seed = 0
+    [features]                      # FeatureSpec fields
+    cutoff = 4.0
+    [augmentation]                  # Augmentation fields: rattle (Å), draws, strain
+    rattle = [0.001, 0.03]
+    [sampling]
+    per_class = 2000                # atoms per class, split 60/40 into train/test
+    [models]                        # zoo names; a table replaces parts of the zoo's grid
+    ann = {clf__alpha = [1.0]}
+    [[classes]]
+    name = "fccNi"                  # a reference class of the library
+    [[classes]]
+    name = "fccCu"                  # or a recipe: bulk, crystal or file
+    color = [0.8, 0.5, 0.2]
+    bulk = {name = "Cu", crystalstructure = "fcc", a = 3.61, cubic = true}
+    [[classes]]
+    name = "Other"                  # random packings and heavily displaced crystals
+    other = {crystals = ["fccCu"]}
+
+Pipeline: data set (:func:`.dataset.build_dataset`) -> stratified sample -> 60/40 split ->
+grid search of every model (:mod:`.zoo`) -> the best by test ROC AUC, then precision ->
+ONNX export with a summary in the metadata (:func:`.model.save_model`) -> a model card
+``MODEL.md`` beside the model, and with ``--report DIR`` the zoo engineer's report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .augment import Augmentation
+from .crystals import REFERENCE_CLASSES, CrystalClass, DisorderedClass, precipitate
+from .dataset import Dataset, build_dataset, stratified_sample
+from .features import compute_features
+from .model import load_model, save_model, write_atomically
+from .spec import FeatureSpec
+
+TOP_KEYS = {"seed", "features", "augmentation", "sampling", "models", "classes"}
+SAMPLING_KEYS = {"per_class", "test_fraction", "cv"}
+CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other"}
+RECIPES = ("bulk", "crystal", "file", "other")
+
+
+@dataclass
+class TrainingConfig:
+    """A parsed configuration: ``classes`` (library objects with ``name``, ``color``,
+    ``template``), ``spec``, ``augmentation``, ``per_class`` atoms per class,
+    ``test_fraction``, ``cv`` folds, ``models`` {zoo name: grid overrides}, ``seed``, and
+    the ``raw`` dictionary as read."""
+
+    classes: list
+    spec: FeatureSpec
+    augmentation: Augmentation
+    per_class: int
+    test_fraction: float
+    cv: int
+    models: dict[str, dict]
+    seed: int
+    raw: dict
+    path: Path
+
+
+def read_config(path: str | os.PathLike) -> TrainingConfig:
+    """Parse and check a training configuration; ValueError names what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read the configuration {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        else:
+            raw = tomllib.loads(text)
+    except Exception as exc:  # tomllib and yaml raise their own error types
+        raise ValueError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'TOML'}: "
+                         f"{exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the configuration must be a table of keys")
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict, path: Path) -> TrainingConfig:
+    """A :class:`TrainingConfig` from the dictionary ``raw`` of the file ``path`` (relative
+    structure files are looked up beside it)."""
+    _check_keys(raw, TOP_KEYS, str(path))
+    if not raw.get("classes"):
+        raise ValueError(f"{path}: no [[classes]]: name at least two classes to tell apart")
+    try:
+        spec = FeatureSpec.from_dict(dict(raw.get("features", {})))
+        augmentation = Augmentation.from_dict(dict(raw.get("augmentation", {})))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    sampling = dict(raw.get("sampling", {}))
+    _check_keys(sampling, SAMPLING_KEYS, f"{path} [sampling]")
+    per_class, test_fraction, cv = (sampling.get("per_class", 2000), sampling.get("test_fraction", 0.4),
+                                    sampling.get("cv", 3))
+    if not isinstance(per_class, int) or per_class < 10:
+        raise ValueError(f"{path}: sampling.per_class must be an integer >= 10, got {per_class!r}")
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"{path}: sampling.test_fraction must be between 0 and 1, got {test_fraction!r}")
+    if not isinstance(cv, int) or cv < 2:
+        raise ValueError(f"{path}: sampling.cv must be an integer >= 2, got {cv!r}")
+    models = raw.get("models", {"ann": {}})
+    if isinstance(models, list):
+        models = {name: {} for name in models}
+    from .zoo import ZOO
+
+    unknown = [m for m in models if m not in ZOO]
+    if unknown or not models:
+        raise ValueError(f"{path}: unknown or no model(s) {unknown} in [models]; the zoo has {', '.join(ZOO)}")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int):
+        raise ValueError(f"{path}: seed must be an integer, got {seed!r}")
+    classes: list = []
+    for entry in raw["classes"]:
+        cls = _parse_class(entry, path.parent, classes)
+        if cls.name in [c.name for c in classes]:
+            raise ValueError(f"{path}: the class name {cls.name!r} appears twice")
+        classes.append(cls)
+    if len(classes) < 2:
+        raise ValueError(f"{path}: a classifier needs at least two classes, got {[c.name for c in classes]}")
+    return TrainingConfig(classes, spec, augmentation, per_class, float(test_fraction), cv,
+                          {k: dict(v or {}) for k, v in models.items()}, seed, raw, path)
+
+
+def _check_keys(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+
+
+def _parse_class(entry: dict, folder: Path, earlier: list):
+    """One ``[[classes]]`` entry as a library class."""
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise ValueError(f"every [[classes]] entry needs a name, got {entry!r}")
+    name = str(entry["name"])
+    _check_keys(entry, CLASS_KEYS, f"class {name!r}")
+    recipes = [r for r in RECIPES if r in entry]
+    if len(recipes) > 1:
+        raise ValueError(f"class {name!r}: give one of {', '.join(RECIPES)}, not {recipes}")
+    if not recipes:
+        if name not in REFERENCE_CLASSES:
+            raise ValueError(f"class {name!r} is not in the library ({', '.join(REFERENCE_CLASSES)}); "
+                             f"give a recipe: {', '.join(RECIPES)}")
+        library = REFERENCE_CLASSES[name]
+        return CrystalClass(name, entry.get("color", library.color), library.cell,
+                            entry.get("substitute", library.substitute))
+    color = entry.get("color")
+    if color is None:
+        raise ValueError(f"class {name!r}: a new class needs a color [r, g, b] in 0..1")
+    if recipes == ["other"]:
+        return _parse_other(name, color, dict(entry["other"]), earlier)
+    try:
+        if recipes == ["file"]:
+            cell = _read_structure(folder / entry["file"], entry.get("index", 0), entry.get("format"))
+        else:
+            from ase.build import bulk
+            from ase.spacegroup import crystal
+
+            cell = functools.partial(bulk if recipes == ["bulk"] else crystal, **entry[recipes[0]])
+            cell()
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"class {name!r}: {exc}") from None
+    except Exception as exc:  # ASE raises many types for a bad recipe
+        raise ValueError(f"class {name!r}: the {recipes[0]} recipe fails: {type(exc).__name__}: {exc}") from None
+    substitute = entry.get("substitute")
+    return CrystalClass(name, color, cell, tuple(substitute) if substitute is not None else None)
+
+
+def _read_structure(path: Path, index, fmt):
+    """A function returning copies of the periodic structure in ``path``."""
+    from ase.io import read
+
+    if not path.is_file():
+        raise FileNotFoundError(f"structure file not found: {path}")
+    try:
+        atoms = read(path, index=index, format=fmt)
+    except Exception as exc:
+        raise ValueError(f"cannot read structure file {path}: {type(exc).__name__}: {exc}") from None
+    if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-6 or len(atoms) == 0:
+        raise ValueError(f"{path} must hold atoms in a periodic 3D cell to serve as a template")
+    return atoms.copy
+
+
+def _parse_other(name: str, color, options: dict, earlier: list) -> DisorderedClass:
+    known = {f.name for f in fields(DisorderedClass)} - {"name", "color"}
+    _check_keys(options, known, f"class {name!r} other")
+    by_name = {**REFERENCE_CLASSES, **{c.name: c for c in earlier if isinstance(c, CrystalClass)}}
+    missing = [c for c in options.get("crystals", []) if c not in by_name]
+    if missing:
+        raise ValueError(f"class {name!r}: other.crystals names unknown class(es) {missing}")
+    options["crystals"] = tuple(by_name[c] for c in options.get("crystals", []))
+    for key in ("density", "displacement", "guest_fractions", "species"):
+        if key in options:
+            options[key] = tuple(options[key])
+    return DisorderedClass(name, color, **options)
+
+
+def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | os.PathLike | None = None,
+          progress: bool = True, command: str = "") -> dict:
+    """Build the data set of ``config``, tune its models, export the best to ``output``
+    (ONNX) with a model card beside it; return the training summary stored in the model."""
+    from sklearn.model_selection import train_test_split
+
+    from . import zoo
+
+    output = Path(output)
+    if output.resolve() == config.path.resolve():
+        raise ValueError(f"the output {output} would overwrite the configuration")
+    start = time.perf_counter()
+    data = build_dataset(config.classes, config.spec, config.augmentation, config.seed, progress)
+    sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed))
+    train_rows, test_rows = train_test_split(sample, test_size=config.test_fraction, stratify=data.y[sample],
+                                             random_state=config.seed)
+    train_set, test_set = data.subset(train_rows), data.subset(test_rows)
+    k = len(data.class_names)
+    records = []
+    for name, (pipeline, grid) in zoo.make_zoo(list(config.models), config.seed).items():
+        grid = {**grid, **{key: [_grid_value(v) for v in values] for key, values in config.models[name].items()}}
+        fit_start = time.perf_counter()
+        search = zoo.tune(name, pipeline, grid, train_set.X, train_set.y, config.seed, cv=config.cv)
+        # the record of zoo.sample_size_study, so that report.write_report can draw it
+        records.append({"model": name, "size": config.per_class, "n_train": len(train_rows), "n_test": len(test_rows),
+                        "best_params": {p: _grid_value(v) for p, v in search.best_params_.items()},
+                        "cv_score": float(search.best_score_), "fit_seconds": time.perf_counter() - fit_start,
+                        "train": zoo.evaluate(search.best_estimator_, train_set.X, train_set.y, k),
+                        "test": zoo.evaluate(search.best_estimator_, test_set.X, test_set.y, k),
+                        "estimator": search.best_estimator_, "train_index": train_rows, "test_index": test_rows})
+    records.sort(key=lambda r: (round(r["test"]["macro_auc"], 5), r["test"]["macro_precision"]), reverse=True)
+    summary = {
+        "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
+        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
+        "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
+        "n_train": len(train_set), "n_test": len(test_set),
+        "models": [{key: r[key] for key in ("model", "best_params", "cv_score", "fit_seconds")}
+                   | {"test_macro_auc": r["test"]["macro_auc"], "test_macro_precision": r["test"]["macro_precision"],
+                      "test_min_precision": min(r["test"]["precision"])} for r in records],
+        "versions": _versions(),
+    }
+    _export(records, config.spec, data, test_set.X, output, summary, start)
+    card = model_card(output, load_model(output).summary, data)
+    write_atomically(output.with_suffix(".md"), card.encode())
+    if report_dir is not None:
+        from .report import write_report
+
+        write_report(report_dir, records, data.X, data.y, data.class_names, data.colors, data.feature_names)
+    return load_model(output).summary
+
+
+def _export(records: list[dict], spec: FeatureSpec, data: Dataset, X_test: np.ndarray, output: Path, summary: dict,
+            start: float) -> None:
+    """Save the best exportable model of ``records`` to ``output`` with ``summary``, after
+    comparing its ONNX and scikit-learn answers on ``X_test``; say which models cannot be
+    exported."""
+    from . import zoo
+
+    failures = []
+    for record in records:
+        summary.update(chosen=record["model"], best_params=record["best_params"], test=record["test"],
+                       train_accuracy=record["train"]["accuracy"], classes=data.class_names,
+                       feature_names=data.feature_names, seconds=round(time.perf_counter() - start, 1))
+        try:
+            summary["onnx"] = zoo.onnx_agreement(record["estimator"], X_test, spec, data.class_names)
+            summary["precipitate"] = precipitate_fractions(record["estimator"], spec, data.class_names)
+            save_model(record["estimator"], spec, data.class_names, data.colors, output, summary)
+            return
+        except ValueError as exc:
+            failures.append(f"{record['model']}: {exc}")
+            print(f"atomclass train: the best model {record['model']} cannot be exported to ONNX by skl2onnx "
+                  f"({exc}); trying the next best", file=sys.stderr)
+    raise ValueError("no tuned model can be exported to ONNX by skl2onnx: " + "; ".join(failures))
+
+
+def model_card(path: Path, summary: dict, data: Dataset) -> str:
+    """Markdown description of the model at ``path``: classes, features, data, metrics and
+    the command that rebuilds it."""
+    test = summary["test"]
+    lines = [f"# Model card: {path.name}", "",
+             f"Rebuild: `{summary['command'] or 'atomclass train ' + summary['config_file']}` "
+             f"({summary['seconds']:.0f} s on the machine that built it, seed {summary['seed']}).", "",
+             f"Chosen classifier: **{summary['chosen']}** {json.dumps(summary['best_params'])}, test accuracy "
+             f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, macro precision "
+             f"{test['macro_precision']:.4f}.", "", "## Classes", "",
+             "| id | class | colour (RGB) | atoms in data set | test precision | test ROC AUC |",
+             "|---|---|---|---|---|---|"]
+    for i, name in enumerate(data.class_names):
+        rgb = ", ".join(f"{v:.2f}" for v in data.colors[i])
+        lines.append(f"| {i} | {name} | {rgb} | {summary['rows_per_class'][name]} | {test['precision'][i]:.4f} | "
+                     f"{test['auc'][i]:.5f} |")
+    spec = load_model(path).spec
+    aug = summary["augmentation"]
+    lines += ["", "## Features", "", f"`FeatureSpec` {spec.to_json()}", "",
+              f"{len(summary['feature_names'])} columns: {', '.join(summary['feature_names'])}.", "",
+              "## Data", "",
+              f"{summary['templates_per_class']} perturbed templates per class: Gaussian rattling with standard "
+              f"deviations {aug['rattle']} Å, {aug['draws']} draws each, random homogeneous strain up to "
+              f"±{100 * aug['strain']:g} %. {summary['per_class']} atoms per class sampled, "
+              f"{summary['n_train']} for training (grid search, cross-validated), {summary['n_test']} for the test.",
+              "", "## Models tried (test set)", "",
+              "| model | best parameters | CV accuracy | macro ROC AUC | macro precision | min precision | fit s |",
+              "|---|---|---|---|---|---|---|"]
+    for r in summary["models"]:
+        lines.append(f"| {r['model']} | {json.dumps(r['best_params'])} | {r['cv_score']:.4f} | "
+                     f"{r['test_macro_auc']:.5f} | {r['test_macro_precision']:.4f} | {r['test_min_precision']:.4f} | "
+                     f"{r['fit_seconds']:.0f} |")
+    onnx = summary["onnx"]
+    lines += ["", "## ONNX export", "",
+              f"onnxruntime and scikit-learn agree on {100 * onnx['labels']:.3f} % of the test labels; largest "
+              f"probability difference {onnx['max_prob_diff']:.1e}; file size {onnx['bytes']} bytes."]
+    if summary.get("precipitate"):
+        fractions = ", ".join(f"{c} {v:.2f} %" for c, v in summary["precipitate"].items())
+        lines += ["", "## Reference check", "",
+                  f"`crystals.precipitate()` (fcc Ni with an L1_2 Ni3Al sphere of radius 10 Å, 4000 atoms): "
+                  f"{fractions}. The reference study reports fccNi 84.03 %, gamma_prime 9.83 %, gamma 6.15 %."]
+    versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+    lines += ["", f"Built with {versions}.", ""]
+    return "\n".join(lines)
+
+
+def precipitate_fractions(estimator, spec: FeatureSpec, class_names: list[str]) -> dict[str, float] | None:
+    """Percent of the atoms of :func:`.crystals.precipitate` in each predicted class, if
+    the model knows fccNi, gamma and gamma_prime (the reference study's check), else None."""
+    if not {"fccNi", "gamma", "gamma_prime"} <= set(class_names):
+        return None
+    predicted = estimator.predict(compute_features(precipitate(), spec))
+    counts = np.bincount(predicted, minlength=len(class_names))
+    return {c: round(100.0 * n / len(predicted), 2) for c, n in zip(class_names, counts, strict=True) if n}
+
+
+def _grid_value(value):
+    """A grid value from TOML/YAML as scikit-learn takes it (lists become tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import skl2onnx
+    import sklearn
+
+    from . import __name__ as package
+
+    versions = {"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "python": sys.version.split()[0]}
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        versions["ovito-atomclass"] = version(package.replace("_", "-"))
+    return versions
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training configuration (.toml, or .yaml/.yml)")
+    parser.add_argument("-o", "--output", required=True, help="model file to write (.onnx); MODEL.md goes beside it")
+    parser.add_argument("--report", metavar="DIR", help="also write the report (metrics, ROC curves) into DIR")
+    parser.add_argument("--seed", type=int, help="override the configuration's seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = read_config(args.config)
+    if args.seed is not None:
+        config.seed = args.seed
+    command = " ".join(["atomclass train", args.config, "-o", args.output]
+                       + (["--seed", str(args.seed)] if args.seed is not None else []))
+    with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as bars, \
+            contextlib.redirect_stderr(bars):
+        summary = train(config, args.output, args.report, progress=not args.quiet, command=command)
+    test = summary["test"]
+    print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
+          f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision {min(test['precision']):.4f} "
+          f"({summary['seconds']:.0f} s); model card {Path(args.output).with_suffix('.md')}")
+    return 0
