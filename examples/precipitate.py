@@ -34,25 +34,29 @@ from ovito_atomclass.model import models_dir
 from ovito_atomclass.modifier import ATTRIBUTE_PREFIX, AtomClassifierModifier, resolve_model
 
 REFERENCE = {"fccNi": 84.03, "gamma_prime": 9.83, "gamma": 6.15}  # % of atoms, the reference study
+GREY = (0.35, 0.35, 0.35)
 VIEW = np.array([-1.0, -0.8, -0.6]) / np.linalg.norm([-1.0, -0.8, -0.6])  # camera direction
 ENABLE_RENDERING = ("OVITO renders through Vulkan, also without a GPU. To get the pictures on Debian/Ubuntu run\n"
                     "    sudo apt-get install libvulkan1 mesa-vulkan-drivers\n"
                     "and run this script again; everything else above is complete.")
 
 
-def fractions(attributes: dict) -> dict[str, float]:
-    """Percentage of atoms per class from the modifier's ``AtomClassifier.counts.*`` attributes."""
-    counts = {k[len(ATTRIBUTE_PREFIX):]: v for k, v in attributes.items() if k.startswith(ATTRIBUTE_PREFIX)}
+def class_counts(attributes: dict) -> dict[str, int]:
+    """Atoms per class from the modifier's ``AtomClassifier.counts.*`` attributes."""
+    return {k[len(ATTRIBUTE_PREFIX):]: v for k, v in attributes.items() if k.startswith(ATTRIBUTE_PREFIX)}
+
+
+def report(counts: dict[str, int]) -> str:
+    """The percentage of each class found and of the reference study; classes without
+    atoms in either are summed up in one line."""
     total = sum(counts.values())
-    return {name: 100.0 * n / total for name, n in counts.items()}
-
-
-def report(percent: dict[str, float]) -> str:
+    shown = sorted({c for c, n in counts.items() if n} | set(REFERENCE), key=lambda c: -counts.get(c, 0))
     lines = [f"{'class':<14}{'this model':>12}{'reference':>12}"]
-    for name in sorted(set(percent) | set(REFERENCE), key=lambda c: -percent.get(c, 0.0)):
+    for name in shown:
         ref = f"{REFERENCE[name]:11.2f}%" if name in REFERENCE else f"{'-':>12}"
-        lines.append(f"{name:<14}{percent.get(name, 0.0):11.2f}%{ref}")
-    return "\n".join(lines)
+        lines.append(f"{name:<14}{100.0 * counts.get(name, 0) / total:11.2f}%{ref}")
+    empty = sorted(set(counts) - set(shown))
+    return "\n".join(lines + ([f"no atoms: {', '.join(empty)}"] if empty else []))
 
 
 def keep_only(pipeline: Pipeline, classes: set[str]) -> Pipeline:
@@ -68,22 +72,21 @@ def keep_only(pipeline: Pipeline, classes: set[str]) -> Pipeline:
     return view
 
 
-def render(pipeline: Pipeline, path: Path, centre: np.ndarray, caption: str, size=(900, 700)) -> None:
-    """Render ``pipeline`` alone, looking at ``centre`` (Å), with ``caption`` and a legend
-    of the structure types, to the PNG ``path`` through a temporary file and a rename."""
-    from ovito.qt_compat import QtCore
-    from ovito.vis import ColorLegendOverlay, TachyonRenderer, TextLabelOverlay, Viewport
+def render(pipeline: Pipeline, path: Path, centre: np.ndarray, labels: list[tuple[str, tuple]],
+           size=(900, 700)) -> None:
+    """Render ``pipeline`` alone, looking at ``centre`` (Å), with ``labels`` (lines of text,
+    each with its RGB colour) at the top left, to the PNG ``path`` through a temporary file
+    and a rename."""
+    from ovito.vis import TachyonRenderer, TextLabelOverlay, Viewport
 
     pipeline.add_to_scene()
     try:
         viewport = Viewport(type=Viewport.Type.Perspective, camera_dir=tuple(VIEW), fov=np.radians(30.0),
-                            camera_pos=tuple(centre - 70.0 * VIEW))
-        viewport.overlays.append(TextLabelOverlay(text=caption, pipeline=pipeline, font_size=0.04,
-                                                  text_color=(0.0, 0.0, 0.0), offset_x=0.01, offset_y=-0.01))
-        viewport.overlays.append(ColorLegendOverlay(
-            property="particles/Structure Type", pipeline=pipeline, title="Structure Type", font_size=0.06,
-            label_size=0.9, orientation=QtCore.Qt.Orientation.Vertical, legend_size=0.45, offset_x=-0.01,
-            alignment=QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignBottom))
+                            camera_pos=tuple(centre + (0.0, 0.0, 3.0) - 75.0 * VIEW))  # scene a bit low: room for text
+        for line, (text, color) in enumerate(labels):
+            # OVITO measures the text a little short and clips the last letter: pad it
+            viewport.overlays.append(TextLabelOverlay(text=text + "\u2002", font_size=0.04, text_color=color,
+                                                      offset_x=0.01, offset_y=-0.01 - 0.055 * line))
         partial = path.with_name(f".{path.stem}.partial.png")
         try:
             viewport.render_image(filename=str(partial), size=size, background=(1.0, 1.0, 1.0),
@@ -95,18 +98,21 @@ def render(pipeline: Pipeline, path: Path, centre: np.ndarray, caption: str, siz
         pipeline.remove_from_scene()
 
 
-def render_pictures(labelled: Pipeline, out: Path, centre: np.ndarray) -> list[Path]:
-    """The gamma_prime sphere, and the gamma shell with its half facing the camera cut away
-    to show the sphere inside."""
+def render_pictures(labelled: Pipeline, out: Path, centre: np.ndarray, counts: dict[str, int],
+                    colors: dict[str, tuple]) -> list[Path]:
+    """The gamma_prime sphere, and the gamma shell around it, the half facing the camera cut
+    away; ``counts`` and ``colors`` (RGB) are per class name."""
+    def count(name: str) -> tuple[str, tuple]:
+        return f"{name}: {counts[name]} atoms", colors[name]
+
     sphere = keep_only(labelled, {"gamma_prime"})
     shell = keep_only(labelled, {"gamma", "gamma_prime"})
     shell.modifiers.append(SliceModifier(normal=tuple(-VIEW), distance=float(-VIEW @ centre)))
-    pictures = {
-        out / "gamma_prime_sphere.png": (sphere, "gamma_prime: [AtomClassifier.counts.gamma_prime] atoms"),
-        out / "gamma_shell.png": (shell, "gamma shell: [AtomClassifier.counts.gamma] atoms (near half cut away)"),
-    }
-    for path, (pipeline, caption) in pictures.items():
-        render(pipeline, path, centre, caption)
+    pictures = {out / "gamma_prime_sphere.png": (sphere, [count("gamma_prime"), ("fccNi atoms hidden", GREY)]),
+                out / "gamma_shell.png": (shell, [count("gamma"), count("gamma_prime"),
+                                                  ("fccNi atoms hidden, near half cut away", GREY)])}
+    for path, (pipeline, labels) in pictures.items():
+        render(pipeline, path, centre, labels)
     return list(pictures)
 
 
@@ -128,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline(source=StaticSource(data=ase_to_ovito(atoms)))
     pipeline.modifiers.append(AtomClassifierModifier(model_file=str(model.path)))
     data = pipeline.compute()
-    print(f"{len(atoms)} atoms, model {model.path.name} ({', '.join(model.classes)})\n"
-          f"{report(fractions(data.attributes))}")
+    counts = class_counts(data.attributes)
+    print(f"{len(atoms)} atoms, model {model.path.name}\n{report(counts)}")
 
     pipeline.modifiers.append(SelectTypeModifier(property="Structure Type", types={"gamma"}))
     selected = pipeline.compute()
@@ -142,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_render:
         return 0
     try:
-        pictures = render_pictures(pipeline, out, atoms.cell.array.sum(axis=0) / 2)
+        pictures = render_pictures(pipeline, out, atoms.cell.array.sum(axis=0) / 2, counts,
+                                   dict(zip(model.classes, model.colors, strict=True)))
     except RuntimeError as exc:
         if "Vulkan" not in str(exc):
             raise
