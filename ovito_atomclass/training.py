@@ -168,19 +168,20 @@ def _parse_class(entry: dict, folder: Path, earlier: list):
         raise ValueError(f"class {name!r}: a new class needs a color [r, g, b] in 0..1")
     if recipes == ["other"]:
         return _parse_other(name, color, dict(entry["other"]), earlier)
-    try:
-        if recipes == ["file"]:
+    if recipes == ["file"]:
+        try:
             cell = _read_structure(folder / entry["file"], entry.get("index", 0), entry.get("format"))
-        else:
-            from ase.build import bulk
-            from ase.spacegroup import crystal
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"class {name!r}: {exc}") from None
+    else:
+        from ase.build import bulk
+        from ase.spacegroup import crystal
 
-            cell = functools.partial(bulk if recipes == ["bulk"] else crystal, **entry[recipes[0]])
+        cell = functools.partial(bulk if recipes == ["bulk"] else crystal, **entry[recipes[0]])
+        try:
             cell()
-    except (FileNotFoundError, ValueError) as exc:
-        raise ValueError(f"class {name!r}: {exc}") from None
-    except Exception as exc:  # ASE raises many types for a bad recipe
-        raise ValueError(f"class {name!r}: the {recipes[0]} recipe fails: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # ASE raises many types for a bad recipe
+            raise ValueError(f"class {name!r}: the {recipes[0]} recipe fails: {type(exc).__name__}: {exc}") from None
     substitute = entry.get("substitute")
     return CrystalClass(name, color, cell, tuple(substitute) if substitute is not None else None)
 
@@ -215,9 +216,10 @@ def _parse_other(name: str, color, options: dict, earlier: list) -> DisorderedCl
 
 
 def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | os.PathLike | None = None,
-          progress: bool = True, command: str = "") -> dict:
+          progress: bool = True, command: str = "") -> tuple[object, dict]:
     """Build the data set of ``config``, tune its models, export the best to ``output``
-    (ONNX) with a model card beside it; return the training summary stored in the model."""
+    (ONNX) with a model card beside it; return the chosen fitted scikit-learn estimator and
+    the training summary stored in the model."""
     from sklearn.model_selection import train_test_split
 
     from . import zoo
@@ -227,6 +229,10 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
         raise ValueError(f"the output {output} would overwrite the configuration")
     start = time.perf_counter()
     data = build_dataset(config.classes, config.spec, config.augmentation, config.seed, progress)
+    short = {name: n for name, n in data.counts().items() if n < config.per_class}
+    if short:
+        raise ValueError(f"sampling.per_class = {config.per_class} but the data set holds fewer atoms of {short}: "
+                         "lower per_class or raise augmentation.draws")
     sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed))
     train_rows, test_rows = train_test_split(sample, test_size=config.test_fraction, stratify=data.y[sample],
                                              random_state=config.seed)
@@ -255,21 +261,21 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
                       "test_min_precision": min(r["test"]["precision"])} for r in records],
         "versions": _versions(),
     }
-    _export(records, config.spec, data, test_set.X, output, summary, start)
+    chosen = _export(records, config.spec, data, test_set.X, output, summary, start)
     card = model_card(output, load_model(output).summary, data)
     write_atomically(output.with_suffix(".md"), card.encode())
     if report_dir is not None:
         from .report import write_report
 
         write_report(report_dir, records, data.X, data.y, data.class_names, data.colors, data.feature_names)
-    return load_model(output).summary
+    return chosen["estimator"], load_model(output).summary
 
 
 def _export(records: list[dict], spec: FeatureSpec, data: Dataset, X_test: np.ndarray, output: Path, summary: dict,
-            start: float) -> None:
+            start: float) -> dict:
     """Save the best exportable model of ``records`` to ``output`` with ``summary``, after
     comparing its ONNX and scikit-learn answers on ``X_test``; say which models cannot be
-    exported."""
+    exported.  Returns the chosen record."""
     from . import zoo
 
     failures = []
@@ -281,7 +287,7 @@ def _export(records: list[dict], spec: FeatureSpec, data: Dataset, X_test: np.nd
             summary["onnx"] = zoo.onnx_agreement(record["estimator"], X_test, spec, data.class_names)
             summary["precipitate"] = precipitate_fractions(record["estimator"], spec, data.class_names)
             save_model(record["estimator"], spec, data.class_names, data.colors, output, summary)
-            return
+            return record
         except ValueError as exc:
             failures.append(f"{record['model']}: {exc}")
             print(f"atomclass train: the best model {record['model']} cannot be exported to ONNX by skl2onnx "
@@ -382,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
                        + (["--seed", str(args.seed)] if args.seed is not None else []))
     with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as bars, \
             contextlib.redirect_stderr(bars):
-        summary = train(config, args.output, args.report, progress=not args.quiet, command=command)
+        _, summary = train(config, args.output, args.report, progress=not args.quiet, command=command)
     test = summary["test"]
     print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
           f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision {min(test['precision']):.4f} "
