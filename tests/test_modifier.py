@@ -22,6 +22,8 @@ from ovito.modifiers import (
 from ovito.pipeline import Pipeline, PipelineSourceInterface, PythonSource, StaticSource
 
 from ovito_atomclass import modifier as modifier_module
+from ovito_atomclass.crystals import precipitate
+from ovito_atomclass.model import models_dir
 from ovito_atomclass.modifier import TABLE_ID, AtomClassifierModifier, assign, resolve_model, type_ids
 
 from .conftest import TINY_CLASSES, TINY_COLORS, tiny_templates
@@ -309,3 +311,12 @@ def test_demo_without_a_model_fails_clearly(demo, tmp_path, capsys):
 def test_ovito_pro_finds_the_modifier_through_its_entry_point():
     entry = {e.name: e for e in importlib.metadata.entry_points(group="OVITO.Modifier")}
     assert entry["Atom Structure Classifier (ML)"].load() is AtomClassifierModifier
+
+
+def test_seed_model_reproduces_the_reference_precipitate_fractions(demo):
+    data = ase_to_ovito(precipitate())
+    data.apply(AtomClassifierModifier(model_file=str(models_dir() / "seed.onnx")))
+    percent = {name: 100.0 * n / 4000 for name, n in counts(data).items()}
+    for name, reference in demo.REFERENCE.items():
+        assert percent[name] == pytest.approx(reference, abs=0.25), name
+    assert sum(percent[name] for name in demo.REFERENCE) == pytest.approx(100.0)
