@@ -86,15 +86,18 @@ class AtomClassifierModifier(ModifierInterface):
             raise ValueError(f"the model {model.path} uses like/unlike features and needs each particle's "
                              "chemical species, but the frame has no 'Particle Type' property")
         selected = self._selection(data, n)
-        proba = np.zeros((n, len(model.classes)), dtype=np.float32)
+        ids = type_ids(model.classes)
+        structure = np.zeros(n, dtype=np.int32)
+        proba = np.zeros((n, len(model.classes)), dtype=np.float32) if self.output_probabilities else None
         yield "Atom classifier: computing features and classifying"
         for block, features in feature_blocks(frame_arrays, model.spec, BLOCK_SIZE) if n else ():
             rows = np.flatnonzero(selected[block]) + block.start
-            proba[rows] = model.predict_proba(features[rows - block.start])
+            block_proba = model.predict_proba(features[rows - block.start])
+            structure[rows] = assign(block_proba, ids, self.threshold)
+            if proba is not None:
+                proba[rows] = block_proba
             yield block.stop / n
-        ids = type_ids(model.classes)
-        structure = np.where(selected, assign(proba, ids, self.threshold), 0).astype(np.int32)
-        _write(data, model, ids, structure, proba if self.output_probabilities else None, selected)
+        _write(data, model, ids, structure, proba, selected)
 
     def _selection(self, data: DataCollection, n: int) -> np.ndarray:
         """Boolean mask (N,) of the atoms to classify."""
@@ -110,23 +113,24 @@ def _write(data: DataCollection, model: AtomClassifier, ids: np.ndarray, structu
     """Store the per-atom results, the counts attributes and the bar-chart table in ``data``."""
     names = {0: OTHER, **{int(i): c for i, c in zip(ids, model.classes, strict=True)}}
     colors = {0: OTHER_COLOR, **{int(i): tuple(c) for i, c in zip(ids, model.colors, strict=True)}}
+    order = sorted(names)
     if data.particles is not None:
         particles = data.particles_
         for name in ("Structure Type", "Structure Probability", "Confidence"):
             if name in particles:
                 del particles[name]
         prop = particles.create_property("Structure Type", data=structure)
-        for i in sorted(names):
+        for i in order:
             prop.add_type_id(i, particles, name=names[i]).color = colors[i]
         if proba is not None:
             particles.create_property("Structure Probability", data=proba, components=list(model.classes))
             particles.create_property("Confidence", data=proba.max(axis=1, initial=0.0))
-    counts = np.bincount(structure[selected], minlength=max(names) + 1)
-    for i in sorted(names):
+    counts = np.bincount(structure[selected], minlength=len(order))
+    for i in order:
         data.attributes[ATTRIBUTE_PREFIX + names[i]] = int(counts[i])
     table = data.tables.create(identifier=TABLE_ID, plot_mode=DataTable.PlotMode.BarChart,
                                title="Structure counts (ML classifier)")
-    table.x = table.create_property("Structure Type", data=np.array(sorted(names), dtype=np.int32))
-    for i in sorted(names):
+    table.x = table.create_property("Structure Type", data=np.array(order, dtype=np.int32))
+    for i in order:
         table.x.add_type_id(i, table, name=names[i]).color = colors[i]
-    table.y = table.create_property("Count", data=counts[sorted(names)].astype(np.int64))
+    table.y = table.create_property("Count", data=counts[order].astype(np.int64))
