@@ -1,0 +1,215 @@
+"""Feature-engine benchmark: our nine features (q4, q6, q8 x all, like, unlike) against
+OVITO's Steinhardt modifier, pyscal3 and freud, plus our peak memory on a large frame.
+
+    python benchmarks/bench_features.py                # 256,000 atoms, 1 and 2 threads, memory at 2,048,000
+    python benchmarks/bench_features.py --cells 20 --memory-cells 0 --repeats 3   # a quick look
+
+Two systems of ``4 * cells**3`` atoms: fcc Ni (a = 3.52 Å) and a random two-species
+configuration at the same density (``tests/structures.py:random_alloy``); cutoff 4.0 Å.
+OVITO reads its thread count once, from ``OVITO_THREAD_COUNT``, when it is imported, so
+each thread count runs in its own worker process; inside it all four codes are timed on
+the same frame with numba, pyscal3 and freud set to the same count.  Each code first runs
+untimed on a 256-atom frame (JIT compilation, plugin loading), then ``--repeats`` times on
+the system; the table shows medians of wall time and of process CPU time (all threads;
+less sensitive to other load on a shared machine).
+
+- ours: ``compute_features(data, FeatureSpec())`` on the OVITO ``DataCollection``;
+- OVITO: a fresh ``Pipeline`` with ``SteinhardtParametersModifier`` (cutoff, max_l = 8:
+  q2..q8, all neighbours) for every repeat, so nothing is cached;
+- pyscal3: ``find_neighbors(cutoff, store_rows=False)`` + ``steinhardt_parameter([4, 6, 8])``;
+- freud: ``Steinhardt([4, 6, 8])`` with an ``AABBQuery`` cutoff query (single precision).
+
+Memory: a separate process builds a ``4 * memory_cells**3``-atom random alloy as plain
+arrays, runs the features once on a small frame (loads the compiled kernels), resets the
+kernel's peak-RSS counter and reports the peak increase over the loaded frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests/structures.py holds the system builders
+
+from tests.structures import random_alloy  # noqa: E402
+
+CUTOFF = 4.0
+DEGREES = [4, 6, 8]
+CODES = ("ours", "OVITO", "pyscal3", "freud")
+
+
+def fcc_ni(cells: int):
+    from ase.build import bulk
+
+    return bulk("Ni", "fcc", a=3.52, cubic=True) * (cells, cells, cells)
+
+
+def timed(run: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Median wall and process-CPU seconds of ``repeats`` calls."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        run()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
+
+
+def runners(atoms) -> dict[str, Callable[[], object]]:
+    """One zero-argument call per code, each computing its features of ``atoms`` from scratch."""
+    import freud
+    import pyscal3
+    from ovito.io.ase import ase_to_ovito
+    from ovito.modifiers import SteinhardtParametersModifier
+    from ovito.pipeline import Pipeline, StaticSource
+
+    from ovito_atomclass import FeatureSpec, compute_features
+
+    data = ase_to_ovito(atoms)
+    spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES))
+
+    def ovito():
+        pipeline = Pipeline(source=StaticSource(data=data))
+        pipeline.modifiers.append(SteinhardtParametersModifier(
+            neighbor_mode=SteinhardtParametersModifier.NeighborMode.Cutoff, cutoff=CUTOFF, max_l=8))
+        return pipeline.compute().particles["Steinhardt"]
+
+    def pyscal():
+        pyscal3.find_neighbors(atoms, method="cutoff", cutoff=CUTOFF, store_rows=False)
+        return pyscal3.steinhardt_parameter(atoms, DEGREES)
+
+    box = freud.box.Box.from_matrix(atoms.cell.array.T)
+    points = box.wrap(atoms.positions)
+
+    def freud_q():
+        return freud.order.Steinhardt(DEGREES).compute((box, points), dict(r_max=CUTOFF, exclude_ii=True)).ql
+
+    return {"ours": lambda: compute_features(data, spec), "OVITO": ovito, "pyscal3": pyscal, "freud": freud_q}
+
+
+def time_worker(cells: int, threads: int, repeats: int, codes: list[str]) -> list[dict]:
+    """Time every code on both systems with ``threads`` threads (OVITO's set by the parent)."""
+    import freud
+    import numba
+    import pyscal3
+
+    numba.set_num_threads(threads)
+    pyscal3.set_num_threads(threads)
+    freud.parallel.set_num_threads(threads)
+    warm_up = runners(random_alloy(n_cells=4, seed=1))  # JIT compilation, plugin loading: not timed
+    for code in codes:
+        warm_up[code]()
+    rows = []
+    for system, atoms in (("fcc Ni", fcc_ni(cells)), ("random alloy", random_alloy(n_cells=cells, seed=0))):
+        calls = runners(atoms)
+        for code in codes:
+            rows.append({"system": system, "atoms": len(atoms), "threads": threads, "code": code,
+                         **timed(calls[code], repeats)})
+            print(f"  {system:12s} {threads} thread(s) {code:8s} {rows[-1]['wall']:8.3f} s", file=sys.stderr)
+    return rows
+
+
+def rss_kib(field: str) -> int:
+    """VmRSS (current) or VmHWM (peak) of this process in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def memory_worker(cells: int) -> dict:
+    """Peak RSS increase (MiB) while computing the nine features of a large random alloy."""
+    from ovito_atomclass import FeatureSpec, compute_features
+
+    spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES))
+    small = random_alloy(n_cells=3, seed=0)
+    compute_features((small.positions, small.cell.array, True, np.array(small.get_chemical_symbols())), spec)
+    rng = np.random.default_rng(0)
+    length = 3.52 * cells
+    n = 4 * cells**3
+    frame = (rng.random((n, 3)) * length, np.eye(3) * length, True, np.where(rng.random(n) < 0.3, "Al", "Ni"))
+    baseline = rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    if rss_kib("VmHWM") > baseline + 1024:
+        raise RuntimeError("could not reset the peak-RSS counter (/proc/self/clear_refs)")
+    start = time.perf_counter()
+    features = compute_features(frame, spec)
+    seconds = time.perf_counter() - start
+    peak = rss_kib("VmHWM")
+    return {"atoms": n, "features": features.shape[1], "seconds": seconds, "baseline_mib": baseline / 1024,
+            "peak_mib": peak / 1024, "increase_mib": (peak - baseline) / 1024,
+            "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def in_worker(args: list[str], env: dict[str, str] | None = None):
+    """Run this script with ``args`` in a fresh process and return the JSON it prints."""
+    out = subprocess.run([sys.executable, __file__, *args], check=True, stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, **(env or {})})
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of medians with each code's wall-time ratio to OVITO's."""
+    ovito = {(r["system"], r["threads"]): r["wall"] for r in rows if r["code"] == "OVITO"}
+    lines = ["| system | atoms | threads | code | wall (s) | CPU (s) | wall / OVITO |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = ovito.get((r["system"], r["threads"]))
+        ratio = f"{r['wall'] / ref:.2f}" if ref else "–"
+        lines.append(f"| {r['system']} | {r['atoms']:,} | {r['threads']} | {r['code']} | {r['wall']:.3f} "
+                     f"| {r['cpu']:.3f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=40, help="fcc cells per edge (4 * cells^3 atoms), default 40")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per code (median), default 3")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts, default 1 2")
+    parser.add_argument("--codes", nargs="+", default=list(CODES), choices=CODES, help="codes to time")
+    parser.add_argument("--memory-cells", type=int, default=80,
+                        help="cells per edge of the memory frame (default 80: 2,048,000 atoms); 0 skips it")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cells < 1 or args.repeats < 1 or min(args.threads) < 1 or args.memory_cells < 0:
+        parser.error("--cells, --repeats and --threads must be positive, --memory-cells not negative")
+    if args.worker == "time":
+        print(json.dumps(time_worker(args.cells, args.threads[0], args.repeats, args.codes)))
+        return 0
+    if args.worker == "memory":
+        print(json.dumps(memory_worker(args.memory_cells)))
+        return 0
+
+    started = time.perf_counter()
+    rows = []
+    for n in args.threads:
+        rows += in_worker(["--worker", "time", "--cells", str(args.cells), "--threads", str(n),
+                           "--repeats", str(args.repeats), "--codes", *args.codes], {"OVITO_THREAD_COUNT": str(n)})
+    print(f"\nmedians of {args.repeats} repeats, cutoff {CUTOFF} Å, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(table(rows))
+    memory = None
+    if args.memory_cells:
+        memory = in_worker(["--worker", "memory", "--memory-cells", str(args.memory_cells)])
+        print(f"\nmemory, {memory['atoms']:,} atoms, {memory['features']} features: peak RSS "
+              f"{memory['peak_mib']:.0f} MiB over a loaded frame of {memory['baseline_mib']:.0f} MiB "
+              f"(+{memory['increase_mib']:.0f} MiB), {memory['seconds']:.1f} s")
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"timings": rows, "memory": memory}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
