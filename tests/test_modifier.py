@@ -320,3 +320,12 @@ def test_seed_model_reproduces_the_reference_precipitate_fractions(demo):
     for name, reference in demo.REFERENCE.items():
         assert percent[name] == pytest.approx(reference, abs=0.25), name
     assert sum(percent[name] for name in demo.REFERENCE) == pytest.approx(100.0)
+
+
+def test_reports_progress_block_by_block(tiny_model, l12, monkeypatch):
+    monkeypatch.setattr(modifier_module, "BLOCK_SIZE", 40)
+    data = l12.clone()
+    reports = list(AtomClassifierModifier(model_file=str(tiny_model)).modify(data, frame=0))
+    assert all(isinstance(r, str) for r in reports[:2])
+    assert reports[2:] == pytest.approx([40 / 108, 80 / 108, 1.0])
+    assert (np.asarray(data.particles["Structure Type"]) == GAMMA_PRIME).all()
