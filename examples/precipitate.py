@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from ovito.io.ase import ase_to_ovito
 from ovito.modifiers import (
-    ClearSelectionModifier,
     ColorByTypeModifier,
     DeleteSelectedModifier,
     InvertSelectionModifier,
@@ -48,7 +47,7 @@ def class_counts(attributes: dict) -> dict[str, int]:
 
 def report(counts: dict[str, int]) -> str:
     """The percentage of each class found and of the reference study; classes without
-    atoms in either are summed up in one line."""
+    atoms in either are listed on one line."""
     total = sum(counts.values())
     shown = sorted({c for c, n in counts.items() if n} | set(REFERENCE), key=lambda c: -counts.get(c, 0))
     lines = [f"{'class':<14}{'this model':>12}{'reference':>12}"]
@@ -61,7 +60,7 @@ def report(counts: dict[str, int]) -> str:
 
 def keep_only(pipeline: Pipeline, classes: set[str]) -> Pipeline:
     """A copy of ``pipeline`` showing only atoms of the structure classes ``classes``,
-    coloured by structure type."""
+    coloured by structure type, without the cell."""
     view = Pipeline(source=StaticSource(data=pipeline.source.data.clone()))
     view.source.data.cell_.vis.enabled = False
     view.modifiers.extend(pipeline.modifiers)
@@ -143,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     labelled = out / "precipitate_labelled.xyz"
     export_frame(selected, labelled, "xyz")
     print(f"labelled structure: {labelled}")
-    pipeline.modifiers.append(ClearSelectionModifier())
 
     if args.no_render:
         return 0
