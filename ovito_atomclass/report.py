@@ -42,6 +42,8 @@ from .zoo import probabilities
 
 _RECORD_ARRAYS = ("estimator", "train_index", "test_index")
 MAX_POINTS = 60  # atoms per class drawn over the decision regions
+AUC_CEILING = 0.9999  # where a perfect ROC AUC is drawn on a logit axis
+AUC_TICKS = (0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
 def write_report(out_dir: str | os.PathLike, records: Sequence[dict], X: np.ndarray, y: np.ndarray,
@@ -235,16 +237,21 @@ def _auc_vs_size_figure(records, focus_index, focus) -> Figure:
         color, marker = styles[model]
         for ax, values in zip(axes, ([r["test"]["auc"][focus_index] for r in rows],
                                      [r["test"]["macro_auc"] for r in rows]), strict=True):
-            ax.plot([r["size"] for r in rows], values, marker=marker, color=color, label=model)
+            ax.plot([r["size"] for r in rows], np.clip(values, 0.0, AUC_CEILING), marker=marker, color=color,
+                    label=model)
     for ax, title in zip(axes, (f"test ROC AUC of {focus} (one-vs-rest)", "test ROC AUC, mean over classes"),
                          strict=True):
+        ax.set_yscale("logit")  # spreads the values close to 1 where the good models differ
+        ax.set_yticks(AUC_TICKS, [str(t) for t in AUC_TICKS], minor=False)
+        ax.set_yticks([], minor=True)
+        ax.set_ylim(min(0.4, ax.get_ylim()[0]), 0.99995)
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(s) for s in sizes], minor=False)
         ax.set_xticks([], minor=True)
         ax.set_xlabel("atoms per class sampled (60 % train, 40 % test)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("ROC AUC")
+    axes[0].set_ylabel(f"ROC AUC (logit scale; 1 is drawn at {AUC_CEILING})")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", frameon=False)
     return fig
 
