@@ -160,14 +160,19 @@ def in_worker(args: list[str], env: dict[str, str] | None = None):
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table of medians with each code's wall-time ratio to OVITO's."""
-    ovito = {(r["system"], r["threads"]): r["wall"] for r in rows if r["code"] == "OVITO"}
-    lines = ["| system | atoms | threads | code | wall (s) | CPU (s) | wall / OVITO |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ref = ovito.get((r["system"], r["threads"]))
-        ratio = f"{r['wall'] / ref:.2f}" if ref else "–"
-        lines.append(f"| {r['system']} | {r['atoms']:,} | {r['threads']} | {r['code']} | {r['wall']:.3f} "
-                     f"| {r['cpu']:.3f} | {ratio} |")
+    """Markdown table, a row per system and thread count: each code's median wall time,
+    its CPU time in brackets and its wall time relative to OVITO's."""
+    codes = [c for c in CODES if any(r["code"] == c for r in rows)]
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    cases = sorted(dict.fromkeys((r["system"], r["atoms"], r["threads"]) for r in rows),
+                   key=lambda case: (systems.index(case[0]), case[2]))
+    lines = ["| system | threads | " + " | ".join(codes) + " |", "|---|---|" + "---|" * len(codes)]
+    for system, atoms, threads in cases:
+        found = {r["code"]: r for r in rows if (r["system"], r["atoms"], r["threads"]) == (system, atoms, threads)}
+        ovito = found.get("OVITO", {}).get("wall")
+        cells = ["–" if c not in found else f"{found[c]['wall']:.2f} s ({found[c]['cpu']:.2f})"
+                 + (f" {found[c]['wall'] / ovito:.2f}×" if ovito else "") for c in codes]
+        lines.append(f"| {system}, {atoms:,} atoms | {threads} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -197,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += in_worker(["--worker", "time", "--cells", str(args.cells), "--threads", str(n),
                            "--repeats", str(args.repeats), "--codes", *args.codes], {"OVITO_THREAD_COUNT": str(n)})
     print(f"\nmedians of {args.repeats} repeats, cutoff {CUTOFF} Å, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: wall time (CPU time of all threads) "
+          "and wall time relative to OVITO\n")
     print(table(rows))
     memory = None
     if args.memory_cells:
