@@ -23,8 +23,8 @@ API
     The SVMs get probabilities from ``CalibratedClassifierCV(..., ensemble=False)``, the
     replacement scikit-learn 1.9 recommends for the deprecated ``SVC(probability=True)``.
 ``tune(name, pipeline, grid, X, y, seed, cv=3) -> GridSearchCV``
-    Stratified ``cv``-fold grid search (accuracy), refitted on all of ``X``, with a tqdm
-    bar over the fits.
+    Stratified ``cv``-fold grid search (scored by accuracy), refitted on all of ``X``, with
+    a tqdm bar over the fits (one BLAS thread: the matrices are small).
 ``evaluate(estimator, X, y, n_classes) -> dict``
     Per-class one-vs-rest ROC AUC and precision, the confusion matrix, macro values.
 ``onnx_agreement(estimator, X, spec, classes) -> dict``
@@ -109,18 +109,19 @@ def make_zoo(names: Sequence[str] | None = None, seed: int = 0) -> dict[str, tup
 
 
 def tune(name: str, pipeline: Pipeline, grid: dict, X: np.ndarray, y: np.ndarray, seed: int,
-         cv: int = 3, scoring: str = "accuracy") -> GridSearchCV:
+         cv: int = 3, scoring: str = "accuracy", progress: bool = True) -> GridSearchCV:
     """Grid search of ``pipeline`` over ``grid`` with stratified, shuffled ``cv``-fold
-    cross-validation on features X (n, F) and labels y (n,); returns the fitted
-    ``GridSearchCV`` (best model refitted on all of X).  A tqdm bar named ``name`` counts
-    the fits; a fit that fails raises."""
+    cross-validation on features X (n, F) and labels y (n,), ranked by ``scoring`` (a
+    scikit-learn scorer name); returns the fitted ``GridSearchCV`` (best model refitted on
+    all of X).  With ``progress``, a tqdm bar named ``name`` counts the fits; a fit that
+    fails raises."""
     X, y = np.asarray(X), np.asarray(y)
     smallest = np.unique(y, return_counts=True)[1].min() if len(y) else 0
     if smallest < cv:
         raise ValueError(f"{name}: {cv}-fold cross-validation needs at least {cv} samples of every class, "
                          f"the rarest has {smallest}")
     score = get_scorer(scoring)
-    with tqdm(total=len(ParameterGrid(grid)) * cv + 1, desc=name, unit="fit", leave=False) as bar:
+    with tqdm(total=len(ParameterGrid(grid)) * cv + 1, desc=name, unit="fit", leave=False, disable=not progress) as bar:
 
         def counted(estimator, X_part, y_part):
             bar.update()  # the scorer runs once after every cross-validation fit
@@ -198,7 +199,7 @@ def onnx_agreement(estimator, X: np.ndarray, spec: FeatureSpec, classes: Sequenc
 
 def sample_size_study(X: np.ndarray, y: np.ndarray, sizes: Sequence[int], names: Sequence[str] | None = None,
                       seed: int = 0, test_size: float = 0.4, cv: int = 3, spec: FeatureSpec | None = None,
-                      classes: Sequence[str] | None = None) -> list[dict]:
+                      classes: Sequence[str] | None = None, progress: bool = True) -> list[dict]:
     """Tune and evaluate every zoo model at every sample size.
 
     For each size n, ``n`` atoms per class are drawn from X (N, F), y (N,) without
@@ -209,7 +210,8 @@ def sample_size_study(X: np.ndarray, y: np.ndarray, sizes: Sequence[int], names:
     ``estimator`` (the refitted best pipeline) and the index arrays ``train_index`` and
     ``test_index`` into X.  With ``spec`` and ``classes`` given, the records of the largest
     size also hold ``onnx``: :func:`onnx_agreement` on the test part, or the export error
-    as ``{"error": message}``.  The same seed gives the same samples, splits and models.
+    as ``{"error": message}``.  The same seed gives the same samples, splits and models;
+    ``progress`` shows tqdm bars over the sizes and the fits.
     """
     from .dataset import stratified_sample
 
@@ -218,12 +220,12 @@ def sample_size_study(X: np.ndarray, y: np.ndarray, sizes: Sequence[int], names:
     if not sizes or sizes[0] < 5:
         raise ValueError(f"sample sizes must be at least 5 atoms per class, got {sizes}")
     records = []
-    for size in tqdm(sizes, desc="sample sizes", unit="size"):
+    for size in tqdm(sizes, desc="sample sizes", unit="size", disable=not progress):
         rng = np.random.default_rng(seed)
         index = stratified_sample(y, size, rng)
         train, test = train_test_split(index, test_size=test_size, stratify=y[index], random_state=seed)
         for name, (pipeline, grid) in make_zoo(names, seed).items():
-            record = tuned_record(name, pipeline, grid, X, y, train, test, seed, cv=cv, size=size)
+            record = tuned_record(name, pipeline, grid, X, y, train, test, seed, cv=cv, size=size, progress=progress)
             if spec is not None and classes is not None and size == sizes[-1]:
                 try:
                     record["onnx"] = onnx_agreement(record["estimator"], X[test], spec, classes)
@@ -234,13 +236,13 @@ def sample_size_study(X: np.ndarray, y: np.ndarray, sizes: Sequence[int], names:
 
 
 def tuned_record(name: str, pipeline: Pipeline, grid: dict, X: np.ndarray, y: np.ndarray, train: np.ndarray,
-                 test: np.ndarray, seed: int, cv: int = 3, size: int | None = None) -> dict:
+                 test: np.ndarray, seed: int, cv: int = 3, size: int | None = None, progress: bool = True) -> dict:
     """:func:`tune` ``pipeline`` on the rows ``train`` of X (N, F), y (N,) and evaluate it on
     ``train`` and ``test``; returns one record of :func:`sample_size_study` (``size``, the
     atoms per class sampled, defaults to the training rows of the rarest class)."""
     n_classes = int(y.max()) + 1
     start = time.perf_counter()
-    search = tune(name, pipeline, grid, X[train], y[train], seed, cv=cv)
+    search = tune(name, pipeline, grid, X[train], y[train], seed, cv=cv, progress=progress)
     return {
         "model": name, "size": int(np.bincount(y[train]).min()) if size is None else size,
         "n_train": len(train), "n_test": len(test),

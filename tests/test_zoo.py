@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ovito_atomclass import FeatureSpec
 from ovito_atomclass.report import write_report
-from ovito_atomclass.zoo import ZOO, evaluate, make_zoo, onnx_agreement, sample_size_study, tune
+from ovito_atomclass.zoo import ZOO, evaluate, make_zoo, onnx_agreement, sample_size_study, tune, tuned_record
 
 SPEC = FeatureSpec()  # 9 features, as the synthetic problem
 CLASSES = ["a", "b", "c", "d"]
@@ -118,7 +118,11 @@ def test_sample_size_study_is_reproducible_and_splits_60_40(study):
         assert len(np.unique(both)) == len(both) and (np.bincount(y[both]) == r["size"]).all()
         assert sum(map(sum, r["test"]["confusion"])) == r["n_test"]
     assert "onnx" not in records[0] and records[-1]["onnx"]["labels"] == 1.0
-    again = sample_size_study(X, y, [12], ["tree"], seed=3)
+    pipeline, grid = make_zoo(["tree"], seed=3)["tree"]
+    one = tuned_record("tree", pipeline, grid, X, y, records[1]["train_index"], records[1]["test_index"], seed=3,
+                       progress=False)
+    assert one["size"] == 7 and one["test"] == records[1]["test"]  # 7 of the 12 atoms per class train
+    again = sample_size_study(X, y, [12], ["tree"], seed=3, progress=False)
     assert again[0]["test"] == records[1]["test"] and again[0]["best_params"] == records[1]["best_params"]
     np.testing.assert_array_equal(again[0]["test_index"], records[1]["test_index"])
 
