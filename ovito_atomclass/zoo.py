@@ -3,7 +3,8 @@
 API
 ---
 ``make_zoo(names=None, seed=0) -> {name: (pipeline, grid)}``
-    Each pipeline is ``StandardScaler`` + a classifier (step ``clf``); ``grid`` is a small
+    Each pipeline is ``StandardScaler`` (step ``scale``; the identity for the tree models,
+    which need no scaling) + a classifier (step ``clf``); ``grid`` is a small
     ``GridSearchCV`` parameter grid (keys ``clf__...``).  Every model has ``predict_proba``
     and exports to ONNX with skl2onnx.  ``ZOO`` lists the names, in order:
 
@@ -79,7 +80,7 @@ def _classifiers(seed: int) -> dict[str, tuple[object, dict]]:
         "svm_ovo": (CalibratedClassifierCV(OneVsOneClassifier(SVC()), cv=3, ensemble=False), svm_grid),
         "svm_ovr": (CalibratedClassifierCV(OneVsRestClassifier(SVC()), cv=3, ensemble=False), svm_grid),
         "ann": (MLPClassifier(**mlp), {"clf__hidden_layer_sizes": [(32,), (100,)], "clf__alpha": [1e-4, 1e-2]}),
-        "dnn": (MLPClassifier(**mlp), {"clf__hidden_layer_sizes": [(32, 32, 32), (64, 64, 64)],
+        "dnn": (MLPClassifier((64, 64, 64), **mlp), {"clf__hidden_layer_sizes": [(32, 32, 32), (64, 64, 64)],
                                        "clf__alpha": [1e-4, 1e-2]}),
         "tree": (DecisionTreeClassifier(random_state=seed), {"clf__max_depth": [6, 12, None],
                                                             "clf__min_samples_leaf": [1, 5]}),
@@ -104,8 +105,15 @@ def make_zoo(names: Sequence[str] | None = None, seed: int = 0) -> dict[str, tup
     if unknown or not names:
         raise ValueError(f"unknown or no model name(s) {unknown}; the zoo has {', '.join(ZOO)}")
     classifiers = _classifiers(seed)
-    return {n: (Pipeline([("scale", StandardScaler()), ("clf", classifiers[n][0])]), classifiers[n][1])
-            for n in names}
+    return {n: (Pipeline([("scale", _scaler(n)), ("clf", classifiers[n][0])]), classifiers[n][1]) for n in names}
+
+
+def _scaler(name: str) -> StandardScaler:
+    """Standardisation, except for the tree models: they split one feature at a time and
+    need none, and ONNX's float32 scaling would move atoms across their split thresholds
+    (probabilities off by a tree's vote).  Their scaler is the identity."""
+    trees = name in ("tree", "forest", "adaboost")
+    return StandardScaler(with_mean=not trees, with_std=not trees)
 
 
 def tune(name: str, pipeline: Pipeline, grid: dict, X: np.ndarray, y: np.ndarray, seed: int,

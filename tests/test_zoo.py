@@ -40,6 +40,20 @@ def test_every_model_fits_and_exports_to_onnx(name, problem):
     assert agreement["bytes"] > 0
 
 
+@pytest.mark.parametrize("name", ["tree", "forest", "adaboost"])
+def test_tree_models_agree_with_onnx_on_split_thresholds_a_float32_scaler_would_cross(name):
+    # tight clusters (1e-6 wide, like q_l of a barely rattled crystal) with mixed classes: full-depth
+    # trees split 1e-7 apart, and standardising in float32 (ONNX) instead of float64 flips 3 % of the labels
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 2400)
+    X = 0.3 + 0.2 * (y[:, None] % 2) + rng.normal(0, 1e-6, (len(y), len(SPEC.feature_names)))
+    pipeline, _ = make_zoo([name])[name]
+    if name != "tree":
+        pipeline.set_params(clf__n_estimators=20)
+    agreement = onnx_agreement(pipeline.fit(X[:1200], y[:1200]), X[1200:], SPEC, CLASSES)
+    assert agreement["labels"] == 1.0 and agreement["max_prob_diff"] <= 1e-6
+
+
 def test_make_zoo_names_and_order():
     assert list(make_zoo()) == list(ZOO)
     assert list(make_zoo(["knn", "tree"])) == ["knn", "tree"]
