@@ -26,11 +26,11 @@ _LOCK = threading.Lock()
 
 def models_dir() -> Path:
     """Folder of the shipped models: ``models/`` of a source checkout, else the copy
-    installed under ``<prefix>/share/ovito-atomclass/models``."""
+    installed under ``<prefix>/share/ovito_atomclass/models``."""
     here = Path(__file__).resolve().parent.parent / "models"
     if here.is_dir():
         return here
-    return Path(sys.prefix) / "share" / "ovito-atomclass" / "models"
+    return Path(sys.prefix) / "share" / "ovito_atomclass" / "models"  # setup.cfg keys turn - into _
 
 
 def default_model_path() -> Path:

@@ -23,7 +23,8 @@ the augmentation, the sample size and the classifiers to try::
     other = {crystals = ["fccCu"]}
 
 Pipeline: data set (:func:`.dataset.build_dataset`) -> stratified sample -> 60/40 split ->
-grid search of every model (:mod:`.zoo`) -> the best by test ROC AUC, then precision ->
+grid search of every model (:mod:`.zoo`) -> the best by test ROC AUC (within 0.001), then by
+the precision of its worst class ->
 ONNX export with a summary in the metadata (:func:`.model.save_model`) -> a model card
 ``MODEL.md`` beside the model, and with ``--report DIR`` the zoo engineer's report.
 """
@@ -54,6 +55,7 @@ TOP_KEYS = {"seed", "features", "augmentation", "sampling", "models", "classes"}
 SAMPLING_KEYS = {"per_class", "test_fraction", "cv"}
 CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other"}
 RECIPES = ("bulk", "crystal", "file", "other")
+AUC_TIE = 1e-3  # ROC AUCs closer than this do not tell models apart; precision decides
 
 
 @dataclass
@@ -250,7 +252,10 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
                         "train": zoo.evaluate(search.best_estimator_, train_set.X, train_set.y, k),
                         "test": zoo.evaluate(search.best_estimator_, test_set.X, test_set.y, k),
                         "estimator": search.best_estimator_, "train_index": train_rows, "test_index": test_rows})
-    records.sort(key=lambda r: (round(r["test"]["macro_auc"], 5), r["test"]["macro_precision"]), reverse=True)
+    # the best test ROC AUC; among models within AUC_TIE of it, the best worst-class precision
+    best_auc = max(r["test"]["macro_auc"] for r in records)
+    records.sort(key=lambda r: (r["test"]["macro_auc"] >= best_auc - AUC_TIE, min(r["test"]["precision"]),
+                                r["test"]["macro_precision"]), reverse=True)
     summary = {
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
         "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
