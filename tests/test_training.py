@@ -273,13 +273,35 @@ def test_tiny_end_to_end_training_exports_an_agreeing_model(tmp_path, capsys):
     card = (tmp_path / "m.md").read_text()
     assert "| 1 | bccCu |" in card and "ann" in card
     # the command line: same seed, same model; bad input gives exit code 1 or 2
-    assert main(["train", str(config.path), "-o", str(tmp_path / "cli.onnx"), "--quiet"]) == 0
+    assert main(["train", str(config.path), "-o", str(tmp_path / "cli.onnx"), "--quiet", "--report",
+                 str(tmp_path / "report")]) == 0
     np.testing.assert_allclose(load_model(tmp_path / "cli.onnx").predict_proba(X), onnx, atol=1e-6)
+    assert "ann" in (tmp_path / "report" / "summary.md").read_text() and (tmp_path / "report" / "roc").is_dir()
     assert main(["train", str(config.path), "-o", str(config.path), "--quiet"]) == 1
     assert "overwrite the configuration" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["train", str(config.path)])
     assert usage.value.code == 2
+
+
+def test_a_model_skl2onnx_cannot_export_is_named_and_the_next_best_is_taken(tmp_path, monkeypatch, capsys):
+    import ovito_atomclass.training as training
+
+    text = TINY.replace("[models]\n", "[models]\nforest = {clf__max_depth = [4], clf__min_samples_leaf = [1]}\n")
+    config = read_config(write_config(tmp_path, text))
+    real_save, refused = training.save_model, []
+
+    def save_all_but_the_first(estimator, *args, **kwargs):
+        if not refused:
+            refused.append(type(estimator[-1]).__name__)
+            raise ValueError(f"skl2onnx cannot export {refused[0]}: no converter")
+        return real_save(estimator, *args, **kwargs)
+
+    monkeypatch.setattr(training, "save_model", save_all_but_the_first)
+    _, summary = train(config, tmp_path / "m.onnx", progress=False)
+    first = {"MLPClassifier": "ann", "RandomForestClassifier": "forest"}[refused[0]]
+    assert summary["chosen"] == ({"ann", "forest"} - {first}).pop()
+    assert f"the best model {first} cannot be exported to ONNX" in capsys.readouterr().err
 
 
 # --- shipped models -------------------------------------------------------------------
