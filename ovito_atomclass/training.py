@@ -279,24 +279,24 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
 def _export(records: list[dict], spec: FeatureSpec, data: Dataset, X_test: np.ndarray, output: Path, summary: dict,
             start: float) -> dict:
     """Save the best exportable model of ``records`` to ``output`` with ``summary``, after
-    comparing its ONNX and scikit-learn answers on ``X_test``; say which models cannot be
-    exported.  Returns the chosen record."""
+    comparing its ONNX and scikit-learn answers on ``X_test``; the better models skl2onnx
+    cannot export are listed in ``summary["export_failures"]``.  Returns the chosen record."""
     from . import zoo
 
     failures = []
     for record in records:
         summary.update(chosen=record["model"], best_params=record["best_params"], test=record["test"],
                        train_accuracy=record["train"]["accuracy"], classes=data.class_names,
-                       feature_names=data.feature_names, seconds=round(time.perf_counter() - start, 1))
+                       feature_names=data.feature_names, export_failures=failures,
+                       precipitate=precipitate_fractions(record["estimator"], spec, data.class_names),
+                       seconds=round(time.perf_counter() - start, 1))
         try:
             summary["onnx"] = zoo.onnx_agreement(record["estimator"], X_test, spec, data.class_names)
-            summary["precipitate"] = precipitate_fractions(record["estimator"], spec, data.class_names)
-            save_model(record["estimator"], spec, data.class_names, data.colors, output, summary)
-            return record
         except ValueError as exc:
             failures.append(f"{record['model']}: {exc}")
-            print(f"atomclass train: the best model {record['model']} cannot be exported to ONNX by skl2onnx "
-                  f"({exc}); trying the next best", file=sys.stderr)
+            continue
+        save_model(record["estimator"], spec, data.class_names, data.colors, output, summary)
+        return record
     raise ValueError("no tuned model can be exported to ONNX by skl2onnx: " + "; ".join(failures))
 
 
@@ -332,6 +332,9 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
         lines.append(f"| {r['model']} | {json.dumps(r['best_params'])} | {r['cv_score']:.4f} | "
                      f"{r['test_macro_auc']:.5f} | {r['test_macro_precision']:.4f} | {r['test_min_precision']:.4f} | "
                      f"{r['fit_seconds']:.0f} |")
+    if summary["export_failures"]:
+        lines += ["", "Better models that skl2onnx cannot export, skipped: "
+                  + "; ".join(summary["export_failures"]) + "."]
     onnx = summary["onnx"]
     lines += ["", "## ONNX export", "",
               f"onnxruntime and scikit-learn agree on {100 * onnx['labels']:.3f} % of the test labels; largest "
@@ -394,6 +397,9 @@ def run(args: argparse.Namespace) -> int:
     with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as bars, \
             contextlib.redirect_stderr(bars):
         _, summary = train(config, args.output, args.report, progress=not args.quiet, command=command)
+    for failure in summary["export_failures"]:
+        print(f"atomclass train: skipped a better model that skl2onnx cannot export to ONNX: {failure}",
+              file=sys.stderr)
     test = summary["test"]
     print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
           f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision {min(test['precision']):.4f} "

@@ -285,11 +285,11 @@ def test_tiny_end_to_end_training_exports_an_agreeing_model(tmp_path, capsys):
 
 
 def test_a_model_skl2onnx_cannot_export_is_named_and_the_next_best_is_taken(tmp_path, monkeypatch, capsys):
-    import ovito_atomclass.training as training
+    import ovito_atomclass.zoo as zoo
 
     text = TINY.replace("[models]\n", "[models]\nforest = {clf__max_depth = [4], clf__min_samples_leaf = [1]}\n")
     config = read_config(write_config(tmp_path, text))
-    real_save, refused = training.save_model, []
+    real_save, refused = zoo.save_model, []
 
     def save_all_but_the_first(estimator, *args, **kwargs):
         if not refused:
@@ -297,11 +297,12 @@ def test_a_model_skl2onnx_cannot_export_is_named_and_the_next_best_is_taken(tmp_
             raise ValueError(f"skl2onnx cannot export {refused[0]}: no converter")
         return real_save(estimator, *args, **kwargs)
 
-    monkeypatch.setattr(training, "save_model", save_all_but_the_first)
-    _, summary = train(config, tmp_path / "m.onnx", progress=False)
+    monkeypatch.setattr(zoo, "save_model", save_all_but_the_first)  # the export check goes first
+    assert main(["train", str(config.path), "-o", str(tmp_path / "m.onnx"), "--quiet"]) == 0
     first = {"MLPClassifier": "ann", "RandomForestClassifier": "forest"}[refused[0]]
-    assert summary["chosen"] == ({"ann", "forest"} - {first}).pop()
-    assert f"the best model {first} cannot be exported to ONNX" in capsys.readouterr().err
+    assert load_model(tmp_path / "m.onnx").summary["chosen"] == ({"ann", "forest"} - {first}).pop()
+    assert f"skl2onnx cannot export to ONNX: {first}: skl2onnx cannot export" in capsys.readouterr().err
+    assert f"cannot export, skipped: {first}:" in (tmp_path / "m.md").read_text()
 
 
 # --- shipped models -------------------------------------------------------------------
