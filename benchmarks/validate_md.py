@@ -315,6 +315,7 @@ VARIANTS = {  # name -> (augmentation, feature spec)
     "(ii) + rattle 0.05-0.2 Å": (Augmentation(WIDE_RATTLE, draws=5), BASE),
     "(iii) + strain ±3 %": (STRAINED, BASE),
     "(iv) (iii) + qbar_l": (STRAINED, FeatureSpec(averaged=True)),
+    "(iv) (iii) + qbar_l + counts": (STRAINED, FeatureSpec(averaged=True, counts=True)),
     "(iv) (iii) + w_l + counts": (STRAINED, FeatureSpec(wigner=True, counts=True)),
     "(iv) (iii) + qbar_l + w_l + counts": (STRAINED, ALL),
     "(v) qbar_l + w_l + counts, rattle 0.001-0.03 Å": (Augmentation(draws=8), ALL),
