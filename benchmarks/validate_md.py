@@ -16,7 +16,7 @@ The same frames go through OVITO's PTM (ordering on: fcc + L1_2 -> gamma_prime, 
 
     python benchmarks/validate_md.py                   # models/default.onnx -> results/md_validation.md
     python benchmarks/validate_md.py --model my.onnx --output /tmp/my.md
-    python benchmarks/validate_md.py --study           # augmentation study -> results/augmentation.md
+    python benchmarks/validate_md.py --study           # augmentation study -> results/augmentation_study.md
 """
 
 from __future__ import annotations
