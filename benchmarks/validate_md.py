@@ -360,14 +360,24 @@ def main(argv: list[str] | None = None) -> int:
                              "benchmarks/results/augmentation_study.md)")
     parser.add_argument("--study", nargs="*", metavar="N", type=int, default=None,
                         help=f"run the augmentation study instead, all variants or those numbered: "
-                             f"{'; '.join(f'{i} {name}' for i, name in enumerate(VARIANTS))}")
+                             f"{'; '.join(f'{i} {name}' for i, name in enumerate(VARIANTS))}".replace("%", "%%"))
     args = parser.parse_args(argv)
-    tm = generate(args.frames)["T_m"]
-    frames = load_frames(args.frames)
+    unknown = sorted(set(args.study or ()) - set(range(len(VARIANTS))))
+    if unknown:
+        parser.error(f"no study variant numbered {unknown}; they are 0 to {len(VARIANTS) - 1}")
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"validate_md: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     results = ROOT / "benchmarks" / "results"
     if args.study is not None:
+        tm = generate(args.frames)["T_m"]
         names = [list(VARIANTS)[i] for i in (args.study or range(len(VARIANTS)))]
-        table = study(frames, args.frames, names)
+        table = study(load_frames(args.frames), args.frames, names)
         text = (f"# Augmentation study on EMT molecular dynamics\n\n{time.strftime('%Y-%m-%d', time.gmtime())}, "
                 f"`python benchmarks/validate_md.py --study`; EMT Ni T_m = {tm:.0f} K. Scaler + MLP (64, 64) on "
                 f"1500 atoms per class (ten reference crystals and Other); worst fraction correct over the "
@@ -375,16 +385,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n\n{table}\n")
         write_atomically(args.output or results / "augmentation_study.md", text.encode())
         return 0
-    path = args.model or default_model_path()
-    columns = {}
-    methods = (("ML", model_labeller(path)), ("PTM", ptm_labels),
+    path = Path(args.model or default_model_path()).resolve()
+    methods = (("ML", model_labeller(path)), ("PTM", ptm_labels),  # a bad model fails before the MD
                ("PTM, no RMSD cutoff", partial(ptm_labels, rmsd_cutoff=0.0)), ("a-CNA", cna_labels))
+    tm = generate(args.frames)["T_m"]
+    frames = load_frames(args.frames)
+    columns = {}
     for method, labeller in methods:
         t0 = time.perf_counter()
         columns[method] = score(frames, labeller)
         print(f"{method}: scored in {time.perf_counter() - t0:.1f} s", flush=True)
     table = validation_table(frames, tm, columns)
-    model_name = path.relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    model_name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     text = (f"# Validation on EMT molecular dynamics\n\n{time.strftime('%Y-%m-%d', time.gmtime())}, "
             f"model `{model_name}`, EMT Ni T_m = {tm:.0f} K (coexistence). ML = the model through "
             f"the OVITO modifier; PTM = OVITO's PTM with ordering (fcc + L1_2 = gamma_prime, fcc + pure = fccNi) "
