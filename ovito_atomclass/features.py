@@ -8,7 +8,7 @@ import numpy as np
 
 from .neighbors import neighbor_grid
 from .spec import FeatureSpec
-from .steinhardt import bond_orders, channel_average, channel_count, invariants_q, invariants_w
+from .steinhardt import averaged_q, bond_orders, channel_average, channel_count, channel_means, invariants_w
 from .systems import Frame, as_frame
 
 BLOCK_SIZE = 65536
@@ -41,40 +41,22 @@ def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE
     for atoms in blocks:
         all_q[atoms], all_counts[atoms], all_qlm[atoms] = bond_orders(
             grid, atoms, codes, spec.degrees, spec.channels, True)
+    means = channel_means(all_qlm, all_counts, spec.channels)
     for atoms in blocks:
-        average = (atoms, grid.query(atoms), all_qlm, all_counts, codes)
-        yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, all_q[atoms], all_counts[atoms], all_qlm[atoms], average)
+        qbar = averaged_q(grid, atoms, codes, means, spec.degrees, spec.channels)
+        yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, all_q[atoms], all_counts[atoms], all_qlm[atoms], qbar)
 
 
-def _assemble(spec, q, counts, qlm, average=None) -> np.ndarray:
+def _assemble(spec, q, counts, qlm, qbar=None) -> np.ndarray:
     """Feature columns in the order of ``spec.feature_names``."""
     columns = [q.reshape(len(q), -1)]
-    if average is not None:
-        columns += [invariants_q(_neighbor_mean(channel_average(qlm, counts, c), c, *average), spec.degrees)
-                    for c in spec.channels]
+    if qbar is not None:
+        columns.append(qbar.reshape(len(qbar), -1))
     if spec.wigner:
         columns += [invariants_w(channel_average(qlm, counts, c), spec.degrees) for c in spec.channels]
     if spec.counts:
         columns += [channel_count(counts, c)[:, None] for c in spec.channels]
     return np.hstack(columns).astype(np.float64)
-
-
-def _neighbor_mean(own, channel, atoms, nl, all_qlm, all_counts, codes) -> np.ndarray:
-    """Lechner-Dellago average of normalised q_lm (n, n_lm) over each atom of ``atoms`` and
-    its neighbours in ``channel``."""
-    centre = np.repeat(np.arange(len(atoms)), nl.counts)
-    nbr = nl.indices
-    if channel != "all":
-        same = codes[nbr] == codes[atoms[centre]]
-        keep = same if channel == "like" else ~same
-        centre, nbr = centre[keep], nbr[keep]
-    nbr_mean = channel_average(all_qlm[nbr], all_counts[nbr], channel)
-    # centre is sorted: per-atom sums are differences of a running sum at the row bounds
-    running = np.zeros((len(nbr) + 1, own.shape[1]), dtype=own.dtype)
-    np.cumsum(nbr_mean, axis=0, out=running[1:])
-    bounds = np.searchsorted(centre, np.arange(len(atoms) + 1))
-    total = own + running[bounds[1:]] - running[bounds[:-1]]
-    return total / (np.diff(bounds) + 1)[:, None]
 
 
 def compute_features(system, spec: FeatureSpec, block_size: int = BLOCK_SIZE) -> np.ndarray:

@@ -25,8 +25,9 @@ import numba
 import numpy as np
 
 from . import bond_kernel
-from .bond_kernel import q_l
+from .bond_kernel import ATOMS_PER_TASK, q_l
 from .files import cache_dir, write_atomically
+from .neighbors import candidates, gather, keep_nearest
 
 DEFAULT_DEGREES = (4, 6, 8)
 CHANNEL_CODES = {"all": 0, "like": 1, "unlike": 2}
@@ -157,17 +158,63 @@ def channel_average(qlm: np.ndarray, counts: np.ndarray, channel: str) -> np.nda
     return s / np.maximum(channel_count(counts, channel), 1)[:, None]
 
 
-@numba.njit(parallel=True, cache=True)
-def _q_rows(z, offset, degrees, out):
-    for t in numba.prange(len(z)):
-        for j in range(len(degrees)):
-            out[t, j] = q_l(z[t], offset[degrees[j]], degrees[j])
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degrees, out):
+    """out[t, c, d] = q_l of the mean of ``means[., c]`` over centre t and its neighbours in
+    channel c (Lechner-Dellago); ``means`` (N, n_channels, 2 (re, im), n_lm)."""
+    bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
+    n_lm = means.shape[3]
+    n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
+    for task in numba.prange(n_tasks):
+        idx = np.empty(64, dtype=np.int64)
+        vec = np.empty((64, 3))
+        acc = np.empty((2, n_lm))
+        for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
+            cap = candidates(cpos[t], bin_start, origin, inv_bin, nbins)
+            if cap > len(idx):
+                idx = np.empty(2 * cap, dtype=np.int64)
+                vec = np.empty((2 * cap, 3))
+            c = gather(cpos[t], bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, True)
+            if k > 0:
+                c = keep_nearest(idx, vec, c, k)
+            i = centres[t]
+            for ci in range(len(channels)):
+                for ri in range(2):
+                    for lm in range(n_lm):
+                        acc[ri, lm] = means[i, ci, ri, lm]
+                members = 1
+                for j in range(c):
+                    same = codes[idx[j]] == codes[i]
+                    if (channels[ci] == 1 and not same) or (channels[ci] == 2 and same):
+                        continue
+                    members += 1
+                    for ri in range(2):
+                        for lm in range(n_lm):
+                            acc[ri, lm] += means[idx[j], ci, ri, lm]
+                for ri in range(2):
+                    for lm in range(n_lm):
+                        acc[ri, lm] /= members
+                for d in range(len(degrees)):
+                    out[t, ci, d] = q_l(acc, offset[degrees[d]], degrees[d])
 
 
-def invariants_q(qlm: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
-    """q_l (n, len(degrees)) from normalised m >= 0 components (n, n_lm)."""
-    out = np.empty((len(qlm), len(degrees)))
-    _q_rows(np.ascontiguousarray(np.stack([qlm.real, qlm.imag], axis=1)), lm_layout(degrees), np.array(degrees), out)
+def channel_means(qlm: np.ndarray, counts: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
+    """Normalised q_lm of every channel as real arrays (N, len(channels), 2 (re, im), n_lm)
+    from the like/unlike sums ``qlm`` (N, 2, n_lm) and bond counts (N, 2)."""
+    means = np.empty((len(qlm), len(channels), 2, qlm.shape[2]))
+    for ci, channel in enumerate(channels):
+        mean = channel_average(qlm, counts, channel)
+        means[:, ci, 0], means[:, ci, 1] = mean.real, mean.imag
+    return means
+
+
+def averaged_q(grid, centres: np.ndarray, codes: np.ndarray, means: np.ndarray,
+               degrees: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
+    """Lechner-Dellago qbar_l of atoms ``centres`` (n,), shape (n, len(channels), len(degrees)),
+    from every atom's :func:`channel_means`."""
+    out = np.zeros((len(centres), len(channels), len(degrees)))
+    _average_kernel(grid.wrapped[centres], centres, codes, grid.arrays, grid.k, means,
+                    np.array([CHANNEL_CODES[c] for c in channels]), lm_layout(degrees), np.array(degrees), out)
     return out
 
 
