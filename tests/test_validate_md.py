@@ -1,8 +1,9 @@
 """The MD validation's bookkeeping (benchmarks/validate_md.py) on ideal structures: regions
 of the precipitate, the PTM / CNA label mapping and the scores."""
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,14 +11,12 @@ from ase.build import bulk
 
 from ovito_atomclass.crystals import l12_ni3al
 
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "validate_md.py"
+
 
 @pytest.fixture(scope="module")
 def vmd():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "validate_md.py"
-    spec = importlib.util.spec_from_file_location("validate_md", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return SimpleNamespace(**runpy.run_path(str(SCRIPT)))
 
 
 def test_precipitate_regions(vmd):
