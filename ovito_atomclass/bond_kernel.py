@@ -28,9 +28,9 @@ ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_out, counts, qlm_out):
+def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_out, counts, means_out):
     bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
-    n_lm = qlm_out.shape[2]
+    n_lm = means_out.shape[3]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         # scratch reused by the atoms of one task: allocation per atom would dominate
@@ -51,10 +51,6 @@ def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_
                 ch = 0 if codes[idx[j]] == ccode[t] else 1
                 counts[t, ch] += 1
                 add_bond(vec[j, 0], vec[j, 1], vec[j, 2], acc, ch)
-            if qlm_out.shape[0]:
-                for ch in range(2):
-                    for i in range(n_lm):
-                        qlm_out[t, ch, i] = complex(acc[ch, 0, i], acc[ch, 1, i])
             for i in range(len(channels)):
                 lo, hi = (0, 2) if channels[i] == 0 else (channels[i] - 1, channels[i])
                 n_c = 0
@@ -70,3 +66,5 @@ def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_
                         mean[ri, lm] /= n_c
                 for j in range(len(degrees)):
                     q_out[t, i, j] = q_l(mean, offset[degrees[j]], degrees[j])
+                if means_out.shape[0]:
+                    means_out[t, i] = mean

@@ -8,7 +8,7 @@ import numpy as np
 
 from .neighbors import neighbor_grid
 from .spec import FeatureSpec
-from .steinhardt import averaged_q, bond_orders, channel_average, channel_count, channel_means, invariants_w
+from .steinhardt import averaged_q, bond_orders, channel_count, invariants_w
 from .systems import Frame, as_frame
 
 BLOCK_SIZE = 65536
@@ -36,24 +36,23 @@ def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE
         return
     n_lm = sum(l + 1 for l in spec.degrees)
     all_q = np.empty((n, len(spec.channels), len(spec.degrees)))
-    all_qlm = np.empty((n, 2, n_lm), dtype=np.complex128)
+    all_means = np.empty((n, len(spec.channels), 2, n_lm))
     all_counts = np.empty((n, 2), dtype=np.int64)
     for atoms in blocks:
-        all_q[atoms], all_counts[atoms], all_qlm[atoms] = bond_orders(
+        all_q[atoms], all_counts[atoms], all_means[atoms] = bond_orders(
             grid, atoms, codes, spec.degrees, spec.channels, True)
-    means = channel_means(all_qlm, all_counts, spec.channels)
     for atoms in blocks:
-        qbar = averaged_q(grid, atoms, codes, means, spec.degrees, spec.channels)
-        yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, all_q[atoms], all_counts[atoms], all_qlm[atoms], qbar)
+        qbar = averaged_q(grid, atoms, codes, all_means, spec.degrees, spec.channels)
+        yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, all_q[atoms], all_counts[atoms], all_means[atoms], qbar)
 
 
-def _assemble(spec, q, counts, qlm, qbar=None) -> np.ndarray:
+def _assemble(spec, q, counts, means, qbar=None) -> np.ndarray:
     """Feature columns in the order of ``spec.feature_names``."""
     columns = [q.reshape(len(q), -1)]
     if qbar is not None:
         columns.append(qbar.reshape(len(qbar), -1))
     if spec.wigner:
-        columns += [invariants_w(channel_average(qlm, counts, c), spec.degrees) for c in spec.channels]
+        columns += [invariants_w(means[:, ci], spec.degrees) for ci in range(len(spec.channels))]
     if spec.counts:
         columns += [channel_count(counts, c)[:, None] for c in spec.channels]
     return np.hstack(columns).astype(np.float64)

@@ -131,31 +131,26 @@ def bond_kernel_for(degrees: tuple[int, ...]):
 
 
 def bond_orders(grid, centres: np.ndarray, codes: np.ndarray, degrees: tuple[int, ...],
-                channels: tuple[str, ...], keep_qlm: bool = False):
+                channels: tuple[str, ...], keep_means: bool = False):
     """q_l of atoms ``centres`` (n,) for each channel, shape (n, len(channels), len(degrees));
-    bond counts (n, 2) split into like/unlike; and, if ``keep_qlm``, the unnormalised
-    m >= 0 sums q_lm (n, 2, sum(l + 1)) complex of the like/unlike channels, else None.
-    ``codes`` (N,) are integer species of all atoms; ``grid`` a :class:`NeighborGrid`."""
+    bond counts (n, 2) split into like/unlike; and, if ``keep_means``, each channel's
+    normalised q_lm for m >= 0 as real arrays (n, len(channels), 2 (re, im), sum(l + 1)),
+    else None.  ``codes`` (N,) are integer species of all atoms; ``grid`` a
+    :class:`NeighborGrid`.  An atom without neighbours in a channel gets 0 there."""
     degrees = tuple(degrees)
     n = len(centres)
     q = np.zeros((n, len(channels), len(degrees)))
     counts = np.zeros((n, 2), dtype=np.int64)
-    qlm = np.zeros((n if keep_qlm else 0, 2, sum(l + 1 for l in degrees)), dtype=np.complex128)
+    means = np.zeros((n if keep_means else 0, len(channels), 2, sum(l + 1 for l in degrees)))
     bond_kernel_for(degrees)(grid.wrapped[centres], codes[centres], codes, grid.arrays, grid.k,
-                       lm_layout(degrees), np.array([CHANNEL_CODES[c] for c in channels]), np.array(degrees),
-                       q, counts, qlm)
-    return q, counts, (qlm if keep_qlm else None)
+                             lm_layout(degrees), np.array([CHANNEL_CODES[c] for c in channels]), np.array(degrees),
+                             q, counts, means)
+    return q, counts, (means if keep_means else None)
 
 
 def channel_count(counts: np.ndarray, channel: str) -> np.ndarray:
     """Bonds (n,) of one channel from the like/unlike counts (n, 2)."""
     return counts.sum(axis=1) if channel == "all" else counts[:, CHANNEL_CODES[channel] - 1]
-
-
-def channel_average(qlm: np.ndarray, counts: np.ndarray, channel: str) -> np.ndarray:
-    """Normalised q_lm (n, n_lm) of one channel from the like/unlike sums (n, 2, n_lm)."""
-    s = qlm.sum(axis=1) if channel == "all" else qlm[:, CHANNEL_CODES[channel] - 1]
-    return s / np.maximum(channel_count(counts, channel), 1)[:, None]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -198,20 +193,10 @@ def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degr
                     out[t, ci, d] = q_l(acc, offset[degrees[d]], degrees[d])
 
 
-def channel_means(qlm: np.ndarray, counts: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
-    """Normalised q_lm of every channel as real arrays (N, len(channels), 2 (re, im), n_lm)
-    from the like/unlike sums ``qlm`` (N, 2, n_lm) and bond counts (N, 2)."""
-    means = np.empty((len(qlm), len(channels), 2, qlm.shape[2]))
-    for ci, channel in enumerate(channels):
-        mean = channel_average(qlm, counts, channel)
-        means[:, ci, 0], means[:, ci, 1] = mean.real, mean.imag
-    return means
-
-
 def averaged_q(grid, centres: np.ndarray, codes: np.ndarray, means: np.ndarray,
                degrees: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
     """Lechner-Dellago qbar_l of atoms ``centres`` (n,), shape (n, len(channels), len(degrees)),
-    from every atom's :func:`channel_means`."""
+    from every atom's channel means (N, len(channels), 2, n_lm) of :func:`bond_orders`."""
     out = np.zeros((len(centres), len(channels), len(degrees)))
     _average_kernel(grid.wrapped[centres], centres, codes, grid.arrays, grid.k, means,
                     np.array([CHANNEL_CODES[c] for c in channels]), lm_layout(degrees), np.array(degrees), out)
@@ -239,8 +224,10 @@ def _wigner_terms(l: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(triples, dtype=np.int64), np.array(coeffs)
 
 
-def invariants_w(qlm: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
-    """Normalised w_l (n, len(degrees)) from m >= 0 components (n, n_lm); 0 where q_l = 0."""
+def invariants_w(means: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
+    """Normalised w_l (n, len(degrees)) from one channel's m >= 0 components (n, 2 (re, im),
+    n_lm); 0 where q_l = 0."""
+    qlm = means[:, 0] + 1j * means[:, 1]
     out = np.zeros((len(qlm), len(degrees)))
     offset = lm_layout(degrees)
     for j, l in enumerate(degrees):
