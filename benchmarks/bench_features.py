@@ -98,6 +98,22 @@ def runners(atoms) -> dict[str, Callable[[], object]]:
     return {"ours": lambda: compute_features(data, spec), "OVITO": ovito, "pyscal3": pyscal, "freud": freud_q}
 
 
+def parallel_control() -> Callable[[], object]:
+    """A pure numba loop over 64 independent tasks: its CPU / wall ratio shows how many cores
+    the threads really got while the codes were timed."""
+    import numba
+
+    @numba.njit(parallel=True)
+    def spin(n):
+        out = np.zeros(64)
+        for task in numba.prange(64):
+            for i in range(n):
+                out[task] += np.sin(i * 1e-3 + task)
+        return out
+
+    return lambda: spin(200_000)
+
+
 def time_worker(cells: int, threads: int, repeats: int, codes: list[str]) -> list[dict]:
     """Time every code on both systems with ``threads`` threads (OVITO's set by the parent)."""
     import freud
@@ -110,13 +126,16 @@ def time_worker(cells: int, threads: int, repeats: int, codes: list[str]) -> lis
     warm_up = runners(random_alloy(n_cells=4, seed=1))  # JIT compilation, plugin loading: not timed
     for code in codes:
         warm_up[code]()
-    rows = []
+    control = parallel_control()
+    control()
+    rows = [{"system": "before", "atoms": 0, "threads": threads, "code": "control", **timed(control, repeats)}]
     for system, atoms in (("fcc Ni", fcc_ni(cells)), ("random alloy", random_alloy(n_cells=cells, seed=0))):
         calls = runners(atoms)
         for code in codes:
             rows.append({"system": system, "atoms": len(atoms), "threads": threads, "code": code,
                          **timed(calls[code], repeats)})
             print(f"  {system:12s} {threads} thread(s) {code:8s} {rows[-1]['wall']:8.3f} s", file=sys.stderr)
+    rows.append({**rows[0], "system": "after", **timed(control, repeats)})
     return rows
 
 
@@ -162,6 +181,7 @@ def in_worker(args: list[str], env: dict[str, str] | None = None):
 def table(rows: list[dict]) -> str:
     """Markdown table, a row per system and thread count: each code's median wall time,
     its CPU time in brackets and its wall time relative to OVITO's."""
+    rows = [r for r in rows if r["code"] in CODES]
     codes = [c for c in CODES if any(r["code"] == c for r in rows)]
     systems = list(dict.fromkeys(r["system"] for r in rows))
     cases = sorted(dict.fromkeys((r["system"], r["atoms"], r["threads"]) for r in rows),
@@ -205,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: wall time (CPU time of all threads) "
           "and wall time relative to OVITO\n")
     print(table(rows))
+    print("\ncores a pure numba loop kept busy (CPU / wall) before and after the timings: " + "; ".join(
+        f"{n} thread(s) " + " / ".join(f"{r['cpu'] / r['wall']:.2f}" for r in rows
+                                       if r["code"] == "control" and r["threads"] == n) for n in args.threads))
     memory = None
     if args.memory_cells:
         memory = in_worker(["--worker", "memory", "--memory-cells", str(args.memory_cells)])
