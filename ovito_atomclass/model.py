@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -25,12 +26,12 @@ _LOCK = threading.Lock()
 
 
 def models_dir() -> Path:
-    """Folder of the shipped models: ``models/`` of a source checkout, else the copy
-    installed under ``<prefix>/share/ovito_atomclass/models``."""
+    """Folder of the shipped models: ``models/`` of a source checkout, else the copy that
+    pip installed under ``share/ovito_atomclass/models`` of the environment's prefix or,
+    for ``pip install --user``, of the user base (setup.cfg keys turn - into _)."""
     here = Path(__file__).resolve().parent.parent / "models"
-    if here.is_dir():
-        return here
-    return Path(sys.prefix) / "share" / "ovito_atomclass" / "models"  # setup.cfg keys turn - into _
+    installed = [Path(base) / "share" / "ovito_atomclass" / "models" for base in (sys.prefix, site.USER_BASE) if base]
+    return next((p for p in (here, *installed) if p.is_dir()), installed[0])
 
 
 def default_model_path() -> Path:
