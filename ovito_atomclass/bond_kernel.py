@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from ._ylm_4_6_8 import add_bond
-from .neighbors import candidates, gather, keep_nearest
+from .neighbors import neighbors_of
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -29,7 +29,6 @@ ATOMS_PER_TASK = 256
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_out, counts, means_out):
-    bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
     n_lm = means_out.shape[3]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
@@ -39,13 +38,7 @@ def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_
         acc = np.empty((2, 2, n_lm))  # channel (like, unlike), (re, im), lm
         mean = np.empty((2, n_lm))
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            cap = candidates(cpos[t], bin_start, origin, inv_bin, nbins)
-            if cap > len(idx):
-                idx = np.empty(2 * cap, dtype=np.int64)
-                vec = np.empty((2 * cap, 3))
-            c = gather(cpos[t], bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, True)
-            if k > 0:
-                c = keep_nearest(idx, vec, c, k)
+            idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
             acc[:] = 0.0
             for j in range(c):
                 ch = 0 if codes[idx[j]] == ccode[t] else 1

@@ -182,6 +182,22 @@ def keep_nearest(idx, vec, count, k):
     return min(k, count)
 
 
+@numba.njit(cache=True)
+def neighbors_of(p, grid, k, idx, vec):
+    """Neighbours of point ``p`` in ``grid`` (:attr:`NeighborGrid.arrays`), the ``k`` nearest if
+    k > 0, sorted by distance when k > 0: returns (idx, vec, count), where ``idx``/``vec`` are
+    the scratch arrays passed in, or larger ones if they were too small."""
+    bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
+    cap = candidates(p, bin_start, origin, inv_bin, nbins)
+    if cap > len(idx):
+        idx = np.empty(2 * cap, dtype=np.int64)
+        vec = np.empty((2 * cap, 3))
+    c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, True)
+    if k > 0:
+        c = keep_nearest(idx, vec, c, k)
+    return idx, vec, c
+
+
 @numba.njit(parallel=True, cache=True)
 def _count(cpos, bin_start, spos, sowner, origin, inv_bin, nbins, r2max):
     counts = np.zeros(len(cpos), dtype=np.int64)
@@ -193,13 +209,10 @@ def _count(cpos, bin_start, spos, sowner, origin, inv_bin, nbins, r2max):
 
 
 @numba.njit(parallel=True, cache=True)
-def _fill(cpos, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, k, offsets, idx, vec):
+def _fill(cpos, grid, k, offsets, idx, vec):
     for t in numba.prange(len(cpos)):
-        cap = candidates(cpos[t], bin_start, origin, inv_bin, nbins)
-        bi = np.empty(cap, dtype=np.int64)
-        bv = np.empty((cap, 3))
-        c = gather(cpos[t], bin_start, spos, sowner, origin, inv_bin, nbins, r2max, bi, bv, True)
-        c = keep_nearest(bi, bv, c, k if k > 0 else c)
+        bi, bv, c = neighbors_of(cpos[t], grid, k, np.empty(0, dtype=np.int64), np.empty((0, 3)))
+        c = keep_nearest(bi, bv, c, c)  # sorted by distance for every k
         idx[offsets[t] : offsets[t] + c] = bi[:c]
         vec[offsets[t] : offsets[t] + c] = bv[:c]
 
@@ -276,7 +289,7 @@ class NeighborGrid:
         np.cumsum(counts, out=offsets[1:])
         idx = np.empty(offsets[-1], dtype=np.int64)
         vec = np.empty((offsets[-1], 3), dtype=np.float64)
-        _fill(cpos, *self.arrays, self.k, offsets, idx, vec)
+        _fill(cpos, self.arrays, self.k, offsets, idx, vec)
         return NeighborList(offsets, idx, vec)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from . import bond_kernel
 from .bond_kernel import ATOMS_PER_TASK, q_l
 from .files import cache_dir, write_atomically
-from .neighbors import candidates, gather, keep_nearest
+from .neighbors import neighbors_of
 
 DEFAULT_DEGREES = (4, 6, 8)
 CHANNEL_CODES = {"all": 0, "like": 1, "unlike": 2}
@@ -157,7 +157,6 @@ def channel_count(counts: np.ndarray, channel: str) -> np.ndarray:
 def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degrees, out):
     """out[t, c, d] = q_l of the mean of ``means[., c]`` over centre t and its neighbours in
     channel c (Lechner-Dellago); ``means`` (N, n_channels, 2 (re, im), n_lm)."""
-    bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
     n_lm = means.shape[3]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
@@ -165,13 +164,7 @@ def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degr
         vec = np.empty((64, 3))
         acc = np.empty((2, n_lm))
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            cap = candidates(cpos[t], bin_start, origin, inv_bin, nbins)
-            if cap > len(idx):
-                idx = np.empty(2 * cap, dtype=np.int64)
-                vec = np.empty((2 * cap, 3))
-            c = gather(cpos[t], bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, True)
-            if k > 0:
-                c = keep_nearest(idx, vec, c, k)
+            idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
             i = centres[t]
             for ci in range(len(channels)):
                 for ri in range(2):
