@@ -119,7 +119,9 @@ def time_worker(cells: int, threads: int, repeats: int, codes: list[str]) -> lis
     import freud
     import numba
     import pyscal3
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(threads, user_api="blas")  # numpy's matrix products would start their own threads
     numba.set_num_threads(threads)
     pyscal3.set_num_threads(threads)
     freud.parallel.set_num_threads(threads)
