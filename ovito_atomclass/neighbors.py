@@ -64,7 +64,8 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
     owner = np.arange(n, dtype=np.int64)
     if not pbc.any():
         return positions.copy(), owner
-    frac = positions @ np.linalg.inv(cell)
+    # einsum, not @: a BLAS product would wake OpenBLAS threads that spin beside numba's
+    frac = np.einsum("ij,jk->ik", positions, np.linalg.inv(cell))
     frac[:, pbc] -= np.floor(frac[:, pbc])
     frac[:, pbc] = np.where(frac[:, pbc] >= 1.0, 0.0, frac[:, pbc])  # rounding at 1 - eps
     volume = abs(np.linalg.det(cell))
@@ -83,7 +84,7 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
     ghost_frac = np.empty((offsets[-1], 3))
     ghost_owner = np.empty(offsets[-1], dtype=np.int64)
     _images(frac, pad, reach, ghost_frac, ghost_owner, offsets)
-    return np.concatenate([frac, ghost_frac]) @ cell, np.concatenate([owner, ghost_owner])
+    return np.einsum("ij,jk->ik", np.concatenate([frac, ghost_frac]), cell), np.concatenate([owner, ghost_owner])
 
 
 @numba.njit(parallel=True, cache=True)
