@@ -49,8 +49,10 @@ def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_
                 n_c = 0
                 for ch in range(lo, hi):
                     n_c += counts[t, ch]
-                if n_c == 0:
-                    continue  # no neighbour in this channel: q_l = 0
+                if n_c == 0:  # no neighbour in this channel: q_l = 0
+                    if means_out.shape[0]:
+                        means_out[t, i] = 0.0
+                    continue
                 for ri in range(2):
                     for lm in range(n_lm):
                         mean[ri, lm] = 0.0

@@ -27,23 +27,24 @@ def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE
     grid = neighbor_grid(frame.positions, frame.cell, frame.pbc, cutoff=spec.cutoff,
                          num_neighbors=spec.num_neighbors)
     codes = frame.species_codes()
-    blocks = [np.arange(s, min(s + block_size, n)) for s in range(0, n, block_size)]
-    keep = spec.wigner or spec.averaged
-    if not spec.averaged:
-        for atoms in blocks:
-            q, counts, qlm = bond_orders(grid, atoms, codes, spec.degrees, spec.channels, keep)
-            yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, q, counts, qlm)
-        return
+    blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
     n_lm = sum(l + 1 for l in spec.degrees)
+    # each channel's q_lm: of every atom if averaged over neighbours, else of one block for w_l
+    keep = (n if spec.averaged else block_size) if spec.averaged or spec.wigner else 0
+    means = np.zeros((keep, len(spec.channels), 2, n_lm))
+    if not spec.averaged:
+        for block in blocks:
+            part = means[: block.stop - block.start] if keep else None
+            q, counts = bond_orders(grid, block, codes, spec.degrees, spec.channels, part)
+            yield block, _assemble(spec, q, counts, part)
+        return
     all_q = np.empty((n, len(spec.channels), len(spec.degrees)))
-    all_means = np.empty((n, len(spec.channels), 2, n_lm))
     all_counts = np.empty((n, 2), dtype=np.int64)
-    for atoms in blocks:
-        all_q[atoms], all_counts[atoms], all_means[atoms] = bond_orders(
-            grid, atoms, codes, spec.degrees, spec.channels, True)
-    for atoms in blocks:
-        qbar = averaged_q(grid, atoms, codes, all_means, spec.degrees, spec.channels)
-        yield slice(atoms[0], atoms[-1] + 1), _assemble(spec, all_q[atoms], all_counts[atoms], all_means[atoms], qbar)
+    for block in blocks:
+        all_q[block], all_counts[block] = bond_orders(grid, block, codes, spec.degrees, spec.channels, means[block])
+    for block in blocks:
+        qbar = averaged_q(grid, block, codes, means, spec.degrees, spec.channels)
+        yield block, _assemble(spec, all_q[block], all_counts[block], means[block], qbar)
 
 
 def _assemble(spec, q, counts, means, qbar=None) -> np.ndarray:

@@ -130,22 +130,23 @@ def bond_kernel_for(degrees: tuple[int, ...]):
     return _load_generated(f"ovito_atomclass_kernel_{tag}_{digest}", source).bond_order_kernel
 
 
-def bond_orders(grid, centres: np.ndarray, codes: np.ndarray, degrees: tuple[int, ...],
-                channels: tuple[str, ...], keep_means: bool = False):
-    """q_l of atoms ``centres`` (n,) for each channel, shape (n, len(channels), len(degrees));
-    bond counts (n, 2) split into like/unlike; and, if ``keep_means``, each channel's
-    normalised q_lm for m >= 0 as real arrays (n, len(channels), 2 (re, im), sum(l + 1)),
-    else None.  ``codes`` (N,) are integer species of all atoms; ``grid`` a
+def bond_orders(grid, block: slice, codes: np.ndarray, degrees: tuple[int, ...], channels: tuple[str, ...],
+                means: np.ndarray | None = None):
+    """q_l of the atoms in ``block`` for each channel, shape (n, len(channels), len(degrees)),
+    and their bond counts (n, 2) split into like/unlike.  If ``means`` (n, len(channels),
+    2 (re, im), sum(l + 1)) is given, each channel's normalised q_lm for m >= 0 is written
+    into it.  ``codes`` (N,) are integer species of all atoms; ``grid`` a
     :class:`NeighborGrid`.  An atom without neighbours in a channel gets 0 there."""
     degrees = tuple(degrees)
-    n = len(centres)
+    n = block.stop - block.start
     q = np.zeros((n, len(channels), len(degrees)))
     counts = np.zeros((n, 2), dtype=np.int64)
-    means = np.zeros((n if keep_means else 0, len(channels), 2, sum(l + 1 for l in degrees)))
-    bond_kernel_for(degrees)(grid.wrapped[centres], codes[centres], codes, grid.arrays, grid.k,
+    if means is None:
+        means = np.zeros((0, len(channels), 2, sum(l + 1 for l in degrees)), dtype=np.float32)
+    bond_kernel_for(degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, grid.k,
                              lm_layout(degrees), np.array([CHANNEL_CODES[c] for c in channels]), np.array(degrees),
                              q, counts, means)
-    return q, counts, (means if keep_means else None)
+    return q, counts
 
 
 def channel_count(counts: np.ndarray, channel: str) -> np.ndarray:
@@ -154,7 +155,7 @@ def channel_count(counts: np.ndarray, channel: str) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degrees, out):
+def _average_kernel(cpos, start, codes, grid, k, means, channels, offset, degrees, out):
     """out[t, c, d] = q_l of the mean of ``means[., c]`` over centre t and its neighbours in
     channel c (Lechner-Dellago); ``means`` (N, n_channels, 2 (re, im), n_lm)."""
     n_lm = means.shape[3]
@@ -165,7 +166,7 @@ def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degr
         acc = np.empty((2, n_lm))
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
             idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
-            i = centres[t]
+            i = start + t
             for ci in range(len(channels)):
                 for ri in range(2):
                     for lm in range(n_lm):
@@ -186,12 +187,12 @@ def _average_kernel(cpos, centres, codes, grid, k, means, channels, offset, degr
                     out[t, ci, d] = q_l(acc, offset[degrees[d]], degrees[d])
 
 
-def averaged_q(grid, centres: np.ndarray, codes: np.ndarray, means: np.ndarray,
+def averaged_q(grid, block: slice, codes: np.ndarray, means: np.ndarray,
                degrees: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
-    """Lechner-Dellago qbar_l of atoms ``centres`` (n,), shape (n, len(channels), len(degrees)),
+    """Lechner-Dellago qbar_l of the atoms in ``block``, shape (n, len(channels), len(degrees)),
     from every atom's channel means (N, len(channels), 2, n_lm) of :func:`bond_orders`."""
-    out = np.zeros((len(centres), len(channels), len(degrees)))
-    _average_kernel(grid.wrapped[centres], centres, codes, grid.arrays, grid.k, means,
+    out = np.zeros((block.stop - block.start, len(channels), len(degrees)))
+    _average_kernel(grid.wrapped[block], block.start, codes, grid.arrays, grid.k, means,
                     np.array([CHANNEL_CODES[c] for c in channels]), lm_layout(degrees), np.array(degrees), out)
     return out
 

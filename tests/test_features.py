@@ -198,3 +198,11 @@ def test_open_direction_allows_atoms_outside_the_cell():
     reference = compute_features(atoms, FeatureSpec(**Q_ONLY))
     atoms.positions[:, 2] += 100.0
     np.testing.assert_allclose(compute_features(atoms, FeatureSpec(**Q_ONLY)), reference, atol=1e-12)
+
+
+def test_block_scratch_does_not_leak_between_blocks():
+    # atom 1 (Al) has no like neighbour; with one atom per block it follows a Ni atom that has
+    atoms = Atoms("NiAlNi", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]], pbc=False)
+    spec = FeatureSpec(cutoff=3.0, degrees=(4, 6), wigner=True)
+    np.testing.assert_array_equal(compute_features(atoms, spec, block_size=1), compute_features(atoms, spec))
+    assert compute_features(atoms, spec, block_size=1)[1, spec.feature_names.index("w4_like")] == 0.0
