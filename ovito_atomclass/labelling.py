@@ -148,10 +148,13 @@ def label_frame_on_dask(task: Task, settings: Settings) -> Result:
 
 
 def _init_worker(numba_threads: int) -> None:
-    """Share the cores between the local worker processes."""
+    """Share the cores between the local worker processes: numba and onnxruntime (which
+    follows numba's count), and OVITO, which reads its count when first imported."""
     import numba
 
-    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    os.environ["OVITO_THREAD_COUNT"] = str(threads)
 
 
 # ---------------------------------------------------------------------------- many frames

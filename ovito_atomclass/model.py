@@ -50,14 +50,20 @@ class AtomClassifier:
     summary: dict = field(default_factory=dict)
 
     def _session(self):
+        import numba
         import onnxruntime as ort
 
+        # inference uses as many threads as the feature engine, so worker processes that share
+        # the cores (atomclass label -j N) do not oversubscribe them
+        threads = numba.get_num_threads()
         stat = self.path.stat()
-        key = (str(self.path), stat.st_mtime_ns, stat.st_size)
+        key = (str(self.path), stat.st_mtime_ns, stat.st_size, threads)
         with _LOCK:
             if key not in _SESSIONS:
                 options = ort.SessionOptions()
                 options.log_severity_level = 3
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
                 _SESSIONS[key] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
             return _SESSIONS[key]
 
