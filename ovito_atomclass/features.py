@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .neighbors import neighbor_grid
+from .neighbors import neighbor_grid, spatial_order
 from .spec import FeatureSpec
 from .steinhardt import averaged_q, bond_orders, channel_count, invariants_w
 from .systems import Frame, as_frame
@@ -38,13 +38,21 @@ def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE
             q, counts = bond_orders(grid, block, codes, spec.degrees, spec.channels, part)
             yield block, _assemble(spec, q, counts, part)
         return
+    # the averages read every neighbour's q_lm: in Morton order those sit in nearby memory
+    order = spatial_order(frame.positions, grid.radius)
+    grid = neighbor_grid(frame.positions[order], frame.cell, frame.pbc, cutoff=spec.cutoff,
+                         num_neighbors=spec.num_neighbors)
+    codes = codes[order]
     all_q = np.empty((n, len(spec.channels), len(spec.degrees)))
     all_counts = np.empty((n, 2), dtype=np.int64)
     for block in blocks:
         all_q[block], all_counts[block] = bond_orders(grid, block, codes, spec.degrees, spec.channels, means[block])
+    features = np.empty((n, len(spec.feature_names)))
     for block in blocks:
         qbar = averaged_q(grid, block, codes, means, spec.degrees, spec.channels)
-        yield block, _assemble(spec, all_q[block], all_counts[block], means[block], qbar)
+        features[order[block]] = _assemble(spec, all_q[block], all_counts[block], means[block], qbar)
+    for block in blocks:
+        yield block, features[block]
 
 
 def _assemble(spec, q, counts, means, qbar=None) -> np.ndarray:

@@ -158,33 +158,35 @@ def channel_count(counts: np.ndarray, channel: str) -> np.ndarray:
 def _average_kernel(cpos, start, codes, grid, k, means, channels, offset, degrees, out):
     """out[t, c, d] = q_l of the mean of ``means[., c]`` over centre t and its neighbours in
     channel c (Lechner-Dellago); ``means`` (N, n_channels, 2 (re, im), n_lm)."""
-    n_lm = means.shape[3]
+    n_ch, n_lm = means.shape[1], means.shape[3]
+    flat = means.reshape(len(means), n_ch, 2 * n_lm)  # one contiguous row per atom and channel
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         idx = np.empty(64, dtype=np.int64)
         vec = np.empty((64, 3))
-        acc = np.empty((2, n_lm))
+        acc = np.empty((n_ch, 2 * n_lm))
+        members = np.empty(n_ch, dtype=np.int64)
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
             idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
             i = start + t
-            for ci in range(len(channels)):
-                for ri in range(2):
-                    for lm in range(n_lm):
-                        acc[ri, lm] = means[i, ci, ri, lm]
-                members = 1
-                for j in range(c):
-                    same = codes[idx[j]] == codes[i]
+            for ci in range(n_ch):
+                members[ci] = 1
+                for x in range(2 * n_lm):
+                    acc[ci, x] = flat[i, ci, x]
+            for j in range(c):
+                same = codes[idx[j]] == codes[i]
+                for ci in range(n_ch):
                     if (channels[ci] == 1 and not same) or (channels[ci] == 2 and same):
                         continue
-                    members += 1
-                    for ri in range(2):
-                        for lm in range(n_lm):
-                            acc[ri, lm] += means[idx[j], ci, ri, lm]
-                for ri in range(2):
-                    for lm in range(n_lm):
-                        acc[ri, lm] /= members
+                    members[ci] += 1
+                    for x in range(2 * n_lm):
+                        acc[ci, x] += flat[idx[j], ci, x]
+            for ci in range(n_ch):
+                for x in range(2 * n_lm):
+                    acc[ci, x] /= members[ci]
+                mean = acc[ci].reshape(2, n_lm)
                 for d in range(len(degrees)):
-                    out[t, ci, d] = q_l(acc, offset[degrees[d]], degrees[d])
+                    out[t, ci, d] = q_l(mean, offset[degrees[d]], degrees[d])
 
 
 def averaged_q(grid, block: slice, codes: np.ndarray, means: np.ndarray,
