@@ -16,17 +16,21 @@ BLOCK_SIZE = 65536
 
 def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(atoms, features)`` for consecutive blocks of atoms, ``features`` of shape
-    (block, len(spec.feature_names)); memory stays bounded by the block size unless the
-    spec asks for neighbour-averaged values, which keep every atom's q_lm."""
+    (block, len(spec.feature_names)).  Memory stays bounded by the block size unless the
+    spec asks for neighbour-averaged values: those need every atom's q_lm, so the whole
+    frame is computed (in Morton order) before the first block is yielded."""
     if spec.needs_species and frame.species is None:
         raise ValueError(f"the features {spec.channels} need the chemical species of every atom, "
                          "but the frame has no particle types / chemical symbols")
     n = len(frame.positions)
     if n == 0:
         return
-    grid = neighbor_grid(frame.positions, frame.cell, frame.pbc, cutoff=spec.cutoff,
-                         num_neighbors=spec.num_neighbors)
     codes = frame.species_codes()
+    positions, order = frame.positions, None
+    if spec.averaged:  # the averages read every neighbour's q_lm: in Morton order they sit in nearby memory
+        order = spatial_order(positions)
+        positions, codes = positions[order], codes[order]
+    grid = neighbor_grid(positions, frame.cell, frame.pbc, cutoff=spec.cutoff, num_neighbors=spec.num_neighbors)
     blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
     n_lm = sum(l + 1 for l in spec.degrees)
     # each channel's q_lm: of every atom if averaged over neighbours, else of one block for w_l
@@ -38,11 +42,6 @@ def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE
             q, counts = bond_orders(grid, block, codes, spec.degrees, spec.channels, part)
             yield block, _assemble(spec, q, counts, part)
         return
-    # the averages read every neighbour's q_lm: in Morton order those sit in nearby memory
-    order = spatial_order(frame.positions, grid.radius)
-    grid = neighbor_grid(frame.positions[order], frame.cell, frame.pbc, cutoff=spec.cutoff,
-                         num_neighbors=spec.num_neighbors)
-    codes = codes[order]
     all_q = np.empty((n, len(spec.channels), len(spec.degrees)))
     all_counts = np.empty((n, 2), dtype=np.int64)
     for block in blocks:

@@ -303,12 +303,14 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def spatial_order(positions: np.ndarray, length: float) -> np.ndarray:
-    """A permutation (N,) of the atoms along a Morton (Z-order) curve over cubes of ``length``
-    Å: atoms close in space end up close in memory, which keeps the data of neighbours in
-    the processor's caches."""
+def spatial_order(positions: np.ndarray) -> np.ndarray:
+    """A permutation (N,) of the atoms along a Morton (Z-order) curve over cubes that hold
+    a few atoms each: atoms close in space end up close in memory, which keeps the data of
+    neighbours in the processor's caches."""
     if not len(positions):
         return np.zeros(0, dtype=np.int64)
+    span = np.ptp(positions, axis=0)
+    length = max(2.0 * (np.prod(np.maximum(span, 1.0)) / len(positions)) ** (1.0 / 3.0), 1e-3)
     cube = np.floor((positions - positions.min(axis=0)) / length).astype(np.int64)
     key = _spread_bits(cube[:, 0]) | (_spread_bits(cube[:, 1]) << np.uint64(1))
     key |= _spread_bits(cube[:, 2]) << np.uint64(2)
