@@ -32,16 +32,16 @@ def feature_blocks(frame: Frame, spec: FeatureSpec, block_size: int = BLOCK_SIZE
         positions, codes = positions[order], codes[order]
     grid = neighbor_grid(positions, frame.cell, frame.pbc, cutoff=spec.cutoff, num_neighbors=spec.num_neighbors)
     blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
-    n_lm = sum(l + 1 for l in spec.degrees)
-    # each channel's q_lm: of every atom if averaged over neighbours, else of one block for w_l
-    keep = (n if spec.averaged else block_size) if spec.averaged or spec.wigner else 0
-    means = np.zeros((keep, len(spec.channels), 2, n_lm))
+    # each channel's normalised q_lm: of every atom for the averages, of one block for w_l
+    means_shape = (len(spec.channels), 2, sum(l + 1 for l in spec.degrees))
     if not spec.averaged:
+        scratch = np.zeros((block_size, *means_shape)) if spec.wigner else None
         for block in blocks:
-            part = means[: block.stop - block.start] if keep else None
-            q, counts = bond_orders(grid, block, codes, spec.degrees, spec.channels, part)
-            yield block, _assemble(spec, q, counts, part)
+            means = None if scratch is None else scratch[: block.stop - block.start]
+            q, counts = bond_orders(grid, block, codes, spec.degrees, spec.channels, means)
+            yield block, _assemble(spec, q, counts, means)
         return
+    means = np.zeros((n, *means_shape))
     all_q = np.empty((n, len(spec.channels), len(spec.degrees)))
     all_counts = np.empty((n, 2), dtype=np.int64)
     for block in blocks:
