@@ -28,8 +28,8 @@ ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_out, counts, means_out):
-    n_lm = means_out.shape[3]
+def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_out, counts, sums_out):
+    n_lm = sums_out.shape[3]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         # scratch reused by the atoms of one task: allocation per atom would dominate
@@ -44,14 +44,14 @@ def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_
                 ch = 0 if codes[idx[j]] == ccode[t] else 1
                 counts[t, ch] += 1
                 add_bond(vec[j, 0], vec[j, 1], vec[j, 2], acc, ch)
+            if sums_out.shape[0]:
+                sums_out[t] = acc
             for i in range(len(channels)):
                 lo, hi = (0, 2) if channels[i] == 0 else (channels[i] - 1, channels[i])
                 n_c = 0
                 for ch in range(lo, hi):
                     n_c += counts[t, ch]
                 if n_c == 0:  # no neighbour in this channel: q_l = 0
-                    if means_out.shape[0]:
-                        means_out[t, i] = 0.0
                     continue
                 for ri in range(2):
                     for lm in range(n_lm):
@@ -61,5 +61,3 @@ def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_
                         mean[ri, lm] /= n_c
                 for j in range(len(degrees)):
                     q_out[t, i, j] = q_l(mean, offset[degrees[j]], degrees[j])
-                if means_out.shape[0]:
-                    means_out[t, i] = mean

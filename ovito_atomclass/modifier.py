@@ -90,13 +90,16 @@ class AtomClassifierModifier(ModifierInterface):
         structure = np.zeros(n, dtype=np.int32)
         proba = np.zeros((n, len(model.classes)), dtype=np.float32) if self.output_probabilities else None
         yield "Atom classifier: computing features and classifying"
-        for block, features in feature_blocks(frame_arrays, model.spec, BLOCK_SIZE) if n else ():
-            rows = np.flatnonzero(selected[block]) + block.start
-            block_proba = model.predict_proba(features[rows - block.start])
+        done = 0
+        for atoms, features in feature_blocks(frame_arrays, model.spec, BLOCK_SIZE) if n else ():
+            keep = selected[atoms]
+            rows = atoms[keep]
+            block_proba = model.predict_proba(features if len(rows) == len(atoms) else features[keep])
             structure[rows] = assign(block_proba, ids, self.threshold)
             if proba is not None:
                 proba[rows] = block_proba
-            yield block.stop / n
+            done += len(atoms)
+            yield done / n
         _write(data, model, ids, structure, proba, selected)
 
     def _selection(self, data: DataCollection, n: int) -> np.ndarray:

@@ -131,35 +131,55 @@ def bond_kernel_for(degrees: tuple[int, ...]):
 
 
 def bond_orders(grid, block: slice, codes: np.ndarray, degrees: tuple[int, ...], channels: tuple[str, ...],
-                means: np.ndarray | None = None):
+                sums: np.ndarray | None = None):
     """q_l of the atoms in ``block`` for each channel, shape (n, len(channels), len(degrees)),
-    and their bond counts (n, 2) split into like/unlike.  If ``means`` (n, len(channels),
-    2 (re, im), sum(l + 1)) is given, each channel's normalised q_lm for m >= 0 is written
-    into it.  ``codes`` (N,) are integer species of all atoms; ``grid`` a
-    :class:`NeighborGrid`.  An atom without neighbours in a channel gets 0 there."""
+    and their bond counts (n, 2) split into like/unlike.  If ``sums`` (n, 2 (like, unlike),
+    2 (re, im), sum(l + 1)) is given, the sums of Y_lm (m >= 0) over each atom's like and
+    unlike bonds are written into it.  ``codes`` (N,) are integer species of all atoms;
+    ``grid`` a :class:`NeighborGrid`.  An atom without neighbours in a channel gets 0 there."""
     degrees = tuple(degrees)
     n = block.stop - block.start
     q = np.zeros((n, len(channels), len(degrees)))
     counts = np.zeros((n, 2), dtype=np.int64)
-    if means is None:
-        means = np.zeros((0, len(channels), 2, sum(l + 1 for l in degrees)), dtype=np.float32)
+    if sums is None:
+        sums = np.zeros((0, 2, 2, sum(l + 1 for l in degrees)))
     bond_kernel_for(degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, grid.k,
-                             lm_layout(degrees), np.array([CHANNEL_CODES[c] for c in channels]), np.array(degrees),
-                             q, counts, means)
+                             lm_layout(degrees), _channel_codes(channels), np.array(degrees), q, counts, sums)
     return q, counts
 
 
-def channel_count(counts: np.ndarray, channel: str) -> np.ndarray:
-    """Bonds (n,) of one channel from the like/unlike counts (n, 2)."""
-    return counts.sum(axis=1) if channel == "all" else counts[:, CHANNEL_CODES[channel] - 1]
+def _channel_codes(channels: tuple[str, ...]) -> np.ndarray:
+    return np.array([CHANNEL_CODES[c] for c in channels])
+
+
+def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
+    """One channel's total (n, ...) of per-atom like/unlike values (n, 2, ...): bond counts
+    or Y_lm sums."""
+    return values.sum(axis=1) if channel == "all" else values[:, CHANNEL_CODES[channel] - 1]
+
+
+@numba.njit(cache=True, inline="always")
+def _add_channel_mean(acc, sums, counts, j, channel):
+    """acc (2 n_lm,) += atom j's mean Y_lm over its bonds of ``channel`` (code); 0 if none."""
+    lo, hi = (0, 2) if channel == 0 else (channel - 1, channel)
+    n_c = 0
+    for ch in range(lo, hi):
+        n_c += counts[j, ch]
+    if n_c == 0:
+        return
+    inv = 1.0 / n_c
+    for ch in range(lo, hi):
+        for x in range(len(acc)):
+            acc[x] += sums[j, ch, x] * inv
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(cpos, start, codes, grid, k, means, channels, offset, degrees, out):
-    """out[t, c, d] = q_l of the mean of ``means[., c]`` over centre t and its neighbours in
-    channel c (Lechner-Dellago); ``means`` (N, n_channels, 2 (re, im), n_lm)."""
-    n_ch, n_lm = means.shape[1], means.shape[3]
-    flat = means.reshape(len(means), n_ch, 2 * n_lm)  # one contiguous row per atom and channel
+def _average_kernel(cpos, start, codes, grid, k, counts, sums, channels, offset, degrees, out):
+    """out[t, c, d] = q_l of the mean of the channel-c q_lm over centre t and its neighbours in
+    channel c (Lechner-Dellago); q_lm from every atom's like/unlike Y_lm ``sums`` (N, 2,
+    2 (re, im), n_lm) and bond ``counts`` (N, 2)."""
+    n_ch, n_lm = len(channels), sums.shape[3]
+    flat = sums.reshape(len(sums), 2, 2 * n_lm)  # one contiguous row per atom and like/unlike
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         idx = np.empty(64, dtype=np.int64)
@@ -169,18 +189,17 @@ def _average_kernel(cpos, start, codes, grid, k, means, channels, offset, degree
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
             idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
             i = start + t
+            acc[:] = 0.0
             for ci in range(n_ch):
                 members[ci] = 1
-                for x in range(2 * n_lm):
-                    acc[ci, x] = flat[i, ci, x]
+                _add_channel_mean(acc[ci], flat, counts, i, channels[ci])
             for j in range(c):
                 same = codes[idx[j]] == codes[i]
                 for ci in range(n_ch):
                     if (channels[ci] == 1 and not same) or (channels[ci] == 2 and same):
                         continue
                     members[ci] += 1
-                    for x in range(2 * n_lm):
-                        acc[ci, x] += flat[idx[j], ci, x]
+                    _add_channel_mean(acc[ci], flat, counts, idx[j], channels[ci])
             for ci in range(n_ch):
                 for x in range(2 * n_lm):
                     acc[ci, x] /= members[ci]
@@ -189,13 +208,15 @@ def _average_kernel(cpos, start, codes, grid, k, means, channels, offset, degree
                     out[t, ci, d] = q_l(mean, offset[degrees[d]], degrees[d])
 
 
-def averaged_q(grid, block: slice, codes: np.ndarray, means: np.ndarray,
+def averaged_q(grid, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
                degrees: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
     """Lechner-Dellago qbar_l of the atoms in ``block``, shape (n, len(channels), len(degrees)),
-    from every atom's channel means (N, len(channels), 2, n_lm) of :func:`bond_orders`."""
+    from every atom's bond ``counts`` (N, 2) and Y_lm ``sums`` (N, 2, 2, n_lm) of
+    :func:`bond_orders` (any float type: float32 halves the memory traffic, and its rounding,
+    about 1e-7, is that of the model's float32 input)."""
     out = np.zeros((block.stop - block.start, len(channels), len(degrees)))
-    _average_kernel(grid.wrapped[block], block.start, codes, grid.arrays, grid.k, means,
-                    np.array([CHANNEL_CODES[c] for c in channels]), lm_layout(degrees), np.array(degrees), out)
+    _average_kernel(grid.wrapped[block], block.start, codes, grid.arrays, grid.k, counts, sums,
+                    _channel_codes(channels), lm_layout(degrees), np.array(degrees), out)
     return out
 
 
@@ -220,10 +241,10 @@ def _wigner_terms(l: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(triples, dtype=np.int64), np.array(coeffs)
 
 
-def invariants_w(means: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
-    """Normalised w_l (n, len(degrees)) from one channel's m >= 0 components (n, 2 (re, im),
-    n_lm); 0 where q_l = 0."""
-    qlm = means[:, 0] + 1j * means[:, 1]
+def invariants_w(sums: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
+    """Normalised w_l (n, len(degrees)) from one channel's Y_lm sums or means for m >= 0
+    (n, 2 (re, im), n_lm): w_l does not depend on their scale; 0 where q_l = 0."""
+    qlm = sums[:, 0] + 1j * sums[:, 1]
     out = np.zeros((len(qlm), len(degrees)))
     offset = lm_layout(degrees)
     for j, l in enumerate(degrees):
