@@ -64,6 +64,8 @@ class AtomClassifier:
                 options.log_severity_level = 3
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                # idle threads sleep instead of spinning: the feature kernels run between two calls
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 _SESSIONS[key] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
             return _SESSIONS[key]
 
@@ -137,3 +139,4 @@ def save_model(estimator, spec: FeatureSpec, classes: list[str], colors: list, p
     for key, value in zip(_KEYS, values, strict=True):
         proto.metadata_props.add(key=key, value=value)
     return write_atomically(Path(path), proto.SerializeToString())
+
