@@ -4,11 +4,14 @@ import json
 import warnings
 
 import numpy as np
+import onnx
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 
 from ovito_atomclass import FeatureSpec
+from ovito_atomclass.model import load_model, save_model
 from ovito_atomclass.report import write_report
 from ovito_atomclass.zoo import ZOO, evaluate, make_zoo, onnx_agreement, sample_size_study, tune, tuned_record
 
@@ -52,6 +55,23 @@ def test_tree_models_agree_with_onnx_on_split_thresholds_a_float32_scaler_would_
         pipeline.set_params(clf__n_estimators=20)
     agreement = onnx_agreement(pipeline.fit(X[:1200], y[:1200]), X[1200:], SPEC, CLASSES)
     assert agreement["labels"] == 1.0 and agreement["max_prob_diff"] <= 1e-6
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_forest_export_keeps_only_the_nonzero_leaf_weights(n_classes, tmp_path):
+    # pure leaves carry one weight instead of one per class, and onnxruntime still gives
+    # scikit-learn's probabilities; two classes (one weight per leaf, onnxruntime's binary mode) stay as they are
+    X, y = make_classification(600, len(SPEC.feature_names), n_informative=6, n_classes=n_classes,
+                               n_clusters_per_class=1, random_state=2)
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(X[:400], y[:400])
+    names = CLASSES[:n_classes]
+    path = save_model(forest, SPEC, names, [(0.5, 0.5, 0.5)] * n_classes, tmp_path / "forest.onnx")
+    ensemble = onnx.load(str(path)).graph.node[0]
+    assert ensemble.op_type == "TreeEnsembleClassifier"
+    weights = next(a.floats for a in ensemble.attribute if a.name == "class_weights")
+    values = np.concatenate([tree.tree_.value[tree.tree_.children_left < 0] for tree in forest.estimators_])
+    assert len(weights) == (np.count_nonzero(values) if n_classes > 2 else len(values))
+    np.testing.assert_allclose(load_model(path).predict_proba(X[400:]), forest.predict_proba(X[400:]), atol=1e-6)
 
 
 def test_make_zoo_names_and_order():
