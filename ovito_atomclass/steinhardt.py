@@ -24,7 +24,7 @@ from functools import cache
 import numba
 import numpy as np
 
-from . import bond_kernel
+from . import bond_kernel, neighbors
 from .bond_kernel import ATOMS_PER_TASK, q_l
 from .files import cache_dir, write_atomically
 from .neighbors import neighbors_of
@@ -126,7 +126,9 @@ def bond_kernel_for(degrees: tuple[int, ...]):
     source = inspect.getsource(bond_kernel).replace(
         f"from ._ylm_{'_'.join(map(str, DEFAULT_DEGREES))} import add_bond", f"from {ylm.__name__} import add_bond"
     ).replace("from .", "from ovito_atomclass.")
-    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    # numba's cache of the copy knows only the copy's own file: name it after the neighbour
+    # search that it inlines too, or an upgraded search would run the old machine code
+    digest = hashlib.sha1((source + inspect.getsource(neighbors)).encode()).hexdigest()[:12]
     return _load_generated(f"ovito_atomclass_kernel_{tag}_{digest}", source).bond_order_kernel
 
 

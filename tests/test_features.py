@@ -191,6 +191,26 @@ def test_shipped_bond_code_is_what_the_generator_writes():
     assert shipped == _bond_source(DEFAULT_DEGREES)
 
 
+def test_generated_kernels_are_named_after_the_neighbour_search_they_inline(monkeypatch):
+    # numba caches a generated kernel by its own file only: a changed neighbour search must
+    # give it a new module name, or the old machine code (with the old search) would run
+    import inspect
+
+    from ovito_atomclass import neighbors, steinhardt
+
+    def name():
+        steinhardt.bond_kernel_for.cache_clear()
+        return steinhardt.bond_kernel_for((6,)).py_func.__module__
+
+    before = name()
+    getsource = inspect.getsource
+    monkeypatch.setattr(steinhardt.inspect, "getsource",
+                        lambda obj: getsource(obj) + ("# changed\n" if obj is neighbors else ""))
+    changed = name()
+    monkeypatch.undo()
+    assert changed != before and name() == before
+
+
 def test_open_direction_allows_atoms_outside_the_cell():
     # a slab periodic in x and y, with atoms far outside the cell along the open z direction
     atoms = bulk("Ni", "fcc", a=3.52, cubic=True) * (2, 2, 2)
