@@ -161,18 +161,9 @@ def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
-def _add_channel_mean(acc, sums, counts, j, channel):
-    """acc (2 n_lm,) += atom j's mean Y_lm over its bonds of ``channel`` (code); 0 if none."""
-    lo, hi = (0, 2) if channel == 0 else (channel - 1, channel)
-    n_c = 0
-    for ch in range(lo, hi):
-        n_c += counts[j, ch]
-    if n_c == 0:
-        return
-    inv = 1.0 / n_c
-    for ch in range(lo, hi):
-        for x in range(len(acc)):
-            acc[x] += sums[j, ch, x] * inv
+def _add_scaled(acc, row, scale):
+    for x in range(len(acc)):
+        acc[x] += row[x] * scale
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -180,32 +171,44 @@ def _average_kernel(cpos, start, codes, grid, k, counts, sums, channels, offset,
     """out[t, c, d] = q_l of the mean of the channel-c q_lm over centre t and its neighbours in
     channel c (Lechner-Dellago); q_lm from every atom's like/unlike Y_lm ``sums`` (N, 2,
     2 (re, im), n_lm) and bond ``counts`` (N, 2)."""
-    n_ch, n_lm = len(channels), sums.shape[3]
-    flat = sums.reshape(len(sums), 2, 2 * n_lm)  # one contiguous row per atom and like/unlike
+    m = 2 * sums.shape[3]
+    flat = sums.reshape(len(sums), 2 * m)  # per atom: the like sums (re, im), then the unlike ones
+    wanted = np.zeros(3, dtype=np.bool_)
+    for ch in channels:
+        wanted[ch] = True
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         idx = np.empty(64, dtype=np.int64)
         vec = np.empty((64, 3))
-        acc = np.empty((n_ch, 2 * n_lm))
-        members = np.empty(n_ch, dtype=np.int64)
+        acc = np.empty((3, m))  # channel (all, like, unlike), (re, im) x lm
+        members = np.empty(3, dtype=np.int64)
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
             idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
             i = start + t
             acc[:] = 0.0
-            for ci in range(n_ch):
-                members[ci] = 1
-                _add_channel_mean(acc[ci], flat, counts, i, channels[ci])
-            for j in range(c):
-                same = codes[idx[j]] == codes[i]
-                for ci in range(n_ch):
-                    if (channels[ci] == 1 and not same) or (channels[ci] == 2 and same):
-                        continue
-                    members[ci] += 1
-                    _add_channel_mean(acc[ci], flat, counts, idx[j], channels[ci])
-            for ci in range(n_ch):
-                for x in range(2 * n_lm):
-                    acc[ci, x] /= members[ci]
-                mean = acc[ci].reshape(2, n_lm)
+            members[:] = 0
+            for jj in range(c + 1):  # the neighbours, then the centre itself (in every channel)
+                j = i if jj == c else idx[jj]
+                like, unlike = counts[j, 0], counts[j, 1]
+                if wanted[0]:
+                    members[0] += 1
+                    if like + unlike:
+                        _add_scaled(acc[0], flat[j, :m], 1.0 / (like + unlike))
+                        _add_scaled(acc[0], flat[j, m:], 1.0 / (like + unlike))
+                same = codes[j] == codes[i]
+                if wanted[1] and same:
+                    members[1] += 1
+                    if like:
+                        _add_scaled(acc[1], flat[j, :m], 1.0 / like)
+                if wanted[2] and (jj == c or not same):
+                    members[2] += 1
+                    if unlike:
+                        _add_scaled(acc[2], flat[j, m:], 1.0 / unlike)
+            for ci in range(len(channels)):
+                ch = channels[ci]
+                for x in range(m):
+                    acc[ch, x] /= members[ch]
+                mean = acc[ch].reshape(2, m // 2)
                 for d in range(len(degrees)):
                     out[t, ci, d] = q_l(mean, offset[degrees[d]], degrees[d])
 
