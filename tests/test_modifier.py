@@ -322,6 +322,22 @@ def test_seed_model_reproduces_the_reference_precipitate_fractions(demo):
     assert sum(percent[name] for name in demo.REFERENCE) == pytest.approx(100.0)
 
 
+def test_averaged_model_in_small_blocks_with_a_selection_labels_the_right_atoms(monkeypatch):
+    # q-bar features come in blocks of Morton-ordered atoms: every result must land on its atom
+    default = str(models_dir() / "default.onnx")
+    data = ase_to_ovito(precipitate())
+    whole = np.asarray(classify(data, default, output_probabilities=True).particles["Structure Probability"])
+    monkeypatch.setattr(modifier_module, "BLOCK_SIZE", 300)
+    selected = np.random.default_rng(0).random(len(whole)) < 0.5
+    data.particles_.create_property("Selection", data=selected.astype(np.int32))
+    out = classify(data, default, only_selected=True, output_probabilities=True)
+    proba = np.asarray(out.particles["Structure Probability"])
+    np.testing.assert_allclose(proba[selected], whole[selected], atol=1e-6)  # onnxruntime's order of sums
+    assert not proba[~selected].any()
+    structure = np.asarray(out.particles["Structure Type"])
+    assert (structure[~selected] == 0).all() and len(np.unique(structure[selected])) == 3  # fccNi, gamma, gamma_prime
+
+
 def test_reports_progress_block_by_block(tiny_model, l12, monkeypatch):
     monkeypatch.setattr(modifier_module, "BLOCK_SIZE", 40)
     data = l12.clone()
