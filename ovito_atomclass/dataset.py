@@ -13,6 +13,10 @@ from .crystals import Color
 from .features import compute_features
 from .spec import FeatureSpec
 
+# per-atom boolean array of a template (``atoms.arrays[MEMBERS]``): only these atoms belong to
+# the class; the others are there as neighbours (a stacking fault in fcc, a slab's interior)
+MEMBERS = "atomclass_members"
+
 
 @dataclass
 class Dataset:
@@ -51,8 +55,10 @@ def template_width(spec: FeatureSpec) -> float:
 def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentation, seed: int = 0,
                   progress: bool = True) -> Dataset:
     """Features of ``augmentation.copies`` perturbed templates of every class (objects with
-    ``name``, ``color`` and ``template(rng, min_width)``, see :mod:`.crystals`), all atoms of
-    a template labelled with its class.  The same ``seed`` gives the same data set."""
+    ``name``, ``color`` and ``template(rng, min_width)``, see :mod:`.crystals`), the atoms of
+    a template labelled with its class: all of them, or those marked in its ``MEMBERS``
+    array (features are computed on the whole template).  The same ``seed`` gives the same
+    data set."""
     names = [c.name for c in classes]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"need at least one class and unique class names, got {names}")
@@ -63,10 +69,13 @@ def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentati
     for label, cls in enumerate(classes):
         bar.set_postfix_str(cls.name)
         for sd, atoms in copies(lambda r, c=cls: c.template(r, width), augmentation, rng):
-            X.append(compute_features(atoms, spec))
-            y.append(np.full(len(atoms), label))
-            draw.append(np.full(len(atoms), len(draw)))
-            stdev.append(np.full(len(atoms), sd))
+            members = atoms.arrays.get(MEMBERS, np.ones(len(atoms), dtype=bool)).astype(bool)
+            if not members.any():
+                raise ValueError(f"class {cls.name!r}: a template marks none of its atoms as members")
+            X.append(compute_features(atoms, spec)[members])
+            y.append(np.full(members.sum(), label))
+            draw.append(np.full(members.sum(), len(draw)))
+            stdev.append(np.full(members.sum(), sd))
             bar.update()
     bar.close()
     return Dataset(np.vstack(X), np.concatenate(y), names, [c.color for c in classes], spec.feature_names,

@@ -13,7 +13,7 @@ from ovito_atomclass import FeatureSpec, compute_features, load_model
 from ovito_atomclass.augment import REFERENCE_RATTLE, Augmentation, perturb, random_strain, rattle
 from ovito_atomclass.cli import main
 from ovito_atomclass.crystals import REFERENCE_CLASSES, DisorderedClass, l12_ni3al, precipitate, supercell
-from ovito_atomclass.dataset import build_dataset, stratified_sample
+from ovito_atomclass.dataset import MEMBERS, build_dataset, stratified_sample
 from ovito_atomclass.model import OTHER, models_dir
 from ovito_atomclass.training import parse_config, read_config, train
 
@@ -159,6 +159,32 @@ def test_dataset_is_reproducible_and_labelled_by_class():
     expected = compute_features(REFERENCE_CLASSES["fccNi"].template(RNG(0)), spec)
     assert first.sum() == 108 and (a.y[first] == 0).all()
     assert np.abs(a.X[first].mean(0) - expected.mean(0)).max() < 0.05
+
+
+class _SlabInterior:
+    """A class whose templates mark only the atoms of the middle layers as members."""
+
+    name, color = "interior", (0.1, 0.2, 0.3)
+
+    def template(self, rng, min_width):
+        atoms = REFERENCE_CLASSES["fccNi"].template(rng, min_width)
+        z = atoms.get_scaled_positions()[:, 2]
+        atoms.arrays[MEMBERS] = (z > 0.3) & (z < 0.7)
+        return atoms
+
+
+def test_dataset_keeps_only_the_marked_members_with_features_of_the_whole_template():
+    spec = FeatureSpec()
+    data = build_dataset([_SlabInterior(), REFERENCE_CLASSES["bccFe"]], spec, Augmentation(rattle=(0.0,), draws=1),
+                         progress=False)
+    atoms = _SlabInterior().template(RNG(0), 9.0)
+    members = atoms.arrays[MEMBERS]
+    assert data.counts() == {"interior": int(members.sum()), "bccFe": 128} and 0 < members.sum() < len(atoms)
+    np.testing.assert_allclose(data.X[data.y == 0], compute_features(atoms, spec)[members])
+    atoms.arrays[MEMBERS][:] = False
+    empty = type("Empty", (), {"name": "empty", "color": (0, 0, 0), "template": lambda self, rng, w: atoms})()
+    with pytest.raises(ValueError, match="'empty': a template marks none"):
+        build_dataset([empty], spec, Augmentation(rattle=(0.0,), draws=1), progress=False)
 
 
 def test_stratified_sample_is_exact():
