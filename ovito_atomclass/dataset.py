@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .augment import Augmentation, copies
-from .crystals import Color
+from .crystals import MEMBERS, ORIGIN, Color
 from .features import compute_features
 from .spec import FeatureSpec
-
-# per-atom boolean array of a template (``atoms.arrays[MEMBERS]``): only these atoms belong to
-# the class; the others are there as neighbours (a stacking fault in fcc, a slab's interior)
-MEMBERS = "atomclass_members"
 
 
 @dataclass
@@ -23,7 +19,10 @@ class Dataset:
     """Features ``X`` (n, F) and labels ``y`` (n,) in 0..K-1 (indices into ``class_names``,
     whose RGB ``colors`` go along); ``feature_names`` (F,); for every row the
     configuration it came from, ``draw`` (n,) (numbered over the whole data set), and that
-    configuration's rattling width ``stdev`` (n,) in Å."""
+    configuration's rattling width ``stdev`` (n,) (Å, or nearest-neighbour distances for
+    relative rattling); ``origins`` names the kind of template of every configuration (a
+    class name, or the general library's source, see :data:`.crystals.ORIGIN`), indexed by
+    ``draw``."""
 
     X: np.ndarray
     y: np.ndarray
@@ -32,6 +31,7 @@ class Dataset:
     feature_names: list[str]
     draw: np.ndarray
     stdev: np.ndarray
+    origins: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -39,7 +39,7 @@ class Dataset:
     def subset(self, rows: np.ndarray) -> Dataset:
         """The rows ``rows`` (indices or mask) as a new data set with the same classes."""
         return Dataset(self.X[rows], self.y[rows], self.class_names, self.colors, self.feature_names,
-                       self.draw[rows], self.stdev[rows])
+                       self.draw[rows], self.stdev[rows], self.origins)
 
     def counts(self) -> dict[str, int]:
         """Number of rows per class name."""
@@ -64,7 +64,7 @@ def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentati
         raise ValueError(f"need at least one class and unique class names, got {names}")
     rng = np.random.default_rng(seed)
     width = template_width(spec)
-    X, y, draw, stdev = [], [], [], []
+    X, y, draw, stdev, origins = [], [], [], [], []
     bar = tqdm(total=len(classes) * augmentation.copies, desc="features", unit="config", disable=not progress)
     for label, cls in enumerate(classes):
         bar.set_postfix_str(cls.name)
@@ -76,10 +76,11 @@ def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentati
             y.append(np.full(members.sum(), label))
             draw.append(np.full(members.sum(), len(draw)))
             stdev.append(np.full(members.sum(), sd))
+            origins.append(atoms.info.get(ORIGIN, cls.name))
             bar.update()
     bar.close()
     return Dataset(np.vstack(X), np.concatenate(y), names, [c.color for c in classes], spec.feature_names,
-                   np.concatenate(draw), np.concatenate(stdev))
+                   np.concatenate(draw), np.concatenate(stdev), origins)
 
 
 def stratified_sample(y: np.ndarray, n_per_class: int, rng: np.random.Generator) -> np.ndarray:
