@@ -1,0 +1,365 @@
+"""Which features and which augmentation for the general model: a study.
+
+Every candidate is a FeatureSet that could be shipped.  The general library's data set is
+built once per augmentation with the union of all candidate neighbour definitions
+(:data:`SUPERSET`: every extra switched on) and cached in ``out/general_study/``; a candidate
+takes its own columns from it.  For each candidate a random forest (the shipped classifier's
+settings) is trained on a stratified sample of the seed-0 data and scored
+
+* on held-out data (seed 1 of augmentation ``hot08`` whatever the training augmentation: other
+  templates, species, lattice constants and draws): the worst
+  class recall and precision on a stratified sample, the accuracy on the hottest templates
+  (rattled by >= 0.06 nearest-neighbour distances), and the accuracy per defect source;
+* on molecular dynamics frames with a per-atom ``truth`` column (the extxyz cache of
+  ``benchmarks/validate_lammps.py``, ``out/lammps/``): the fraction of scored atoms right in
+  every case, the worst case, and the worst case against PTM;
+* on speed: the candidate's feature time on a 108,000-atom hot fcc frame over OVITO's
+  adaptive CNA on the same frame (one thread each).
+
+    python benchmarks/general_study.py                      # all candidates -> results/general_study.md
+    python benchmarks/general_study.py --candidates rel12 n12,n14 --output /tmp/s.md
+    python benchmarks/general_study.py --augmentations hot10 --frames ../lammps/out/lammps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+
+from ovito_atomclass.augment import Augmentation
+from ovito_atomclass.crystals import GENERAL_CLASSES
+from ovito_atomclass.dataset import Dataset, build_dataset, stratified_sample
+from ovito_atomclass.features import compute_features
+from ovito_atomclass.files import write_atomically
+from ovito_atomclass.spec import FeatureSet, FeatureSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "out" / "general_study"
+HELD_OUT = "hot08"  # every candidate and augmentation is scored on this augmentation's seed-1 data set
+HOT = 0.06  # rattling (nearest-neighbour distances) from which a held-out template counts as hot
+PER_CLASS = 3000  # training atoms per class
+TEST_PER_CLASS = 2000  # held-out atoms per class for recall and precision
+DEGREES = (4, 6, 8, 10, 12)
+
+
+def _definition(label: str, n: int, relative: float | None = None, **extras) -> FeatureSpec:
+    return FeatureSpec(cutoff=None, num_neighbors=n, relative_cutoff=relative, label=label, **extras)
+
+
+SUPERSET = FeatureSet(tuple(
+    _definition(label, n, relative, degrees=DEGREES, averaged=True, counts=True, radial=16)
+    for label, n, relative in (("n8", 8, None), ("n12", 12, None), ("n14", 14, None), ("n16", 16, None),
+                               ("rel12", 12, 1.25), ("rel12w", 12, 1.35))))
+"""Every neighbour definition of the study with every extra; candidates are subsets."""
+
+
+def _candidate(*definitions: FeatureSpec) -> FeatureSet:
+    return FeatureSet(tuple(definitions))
+
+
+BASIC = {"averaged": True}  # q4, q6, q8 and their averages over all, like, unlike
+CANDIDATES: dict[str, FeatureSet] = {
+    "n12": _candidate(_definition("n12", 12, **BASIC)),
+    "n12,n14": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, **BASIC)),
+    "n12,n14,n8": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, **BASIC),
+                             _definition("n8", 8, **BASIC)),
+    "n12,n16,n8": _candidate(_definition("n12", 12, **BASIC), _definition("n16", 16, **BASIC),
+                             _definition("n8", 8, **BASIC)),
+    "n12+r16,n14": _candidate(_definition("n12", 12, radial=16, **BASIC), _definition("n14", 14, **BASIC)),
+    "n12+counts+r16,n14": _candidate(_definition("n12", 12, radial=16, counts=True, **BASIC),
+                                     _definition("n14", 14, **BASIC)),
+    "n12,n14+r16": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, radial=16, **BASIC)),
+    "n12,n14(all)": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, channels=("all",), **BASIC)),
+    "n12,n14(q only)": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14)),
+    "n12(q only),n14": _candidate(_definition("n12", 12), _definition("n14", 14, **BASIC)),
+    "n12,n14, l=4,6": _candidate(_definition("n12", 12, degrees=(4, 6), **BASIC),
+                                 _definition("n14", 14, degrees=(4, 6), **BASIC)),
+    "rel12": _candidate(_definition("rel12", 12, 1.25, **BASIC)),
+    "rel12+counts": _candidate(_definition("rel12", 12, 1.25, counts=True, **BASIC)),
+    "rel12+counts+r16": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC)),
+    "rel12w+counts+r16": _candidate(_definition("rel12w", 12, 1.35, counts=True, radial=16, **BASIC)),
+    "rel12+counts+r16, l<=12": _candidate(_definition("rel12", 12, 1.25, degrees=DEGREES, counts=True, radial=16,
+                                                      **BASIC)),
+    "rel12+counts+r16,n14": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC),
+                                       _definition("n14", 14, **BASIC)),
+    "rel12+counts+r16,n12": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC),
+                                       _definition("n12", 12, **BASIC)),
+}
+
+HOT_RATTLE = tuple(float(v) for v in np.round(np.linspace(0.0, 0.08, 9), 3))
+AUGMENTATIONS = {  # rattling in nearest-neighbour distances; Lindemann ratio = width * sqrt(3)
+    "hot08": Augmentation(rattle=HOT_RATTLE, draws=4, strain=0.03, relative=True),
+    "hot10": Augmentation(rattle=tuple(float(v) for v in np.round(np.linspace(0.0, 0.10, 11), 3)), draws=3,
+                          strain=0.03, relative=True),
+    "hot12": Augmentation(rattle=tuple(float(v) for v in np.round(np.linspace(0.0, 0.12, 13), 3)), draws=3,
+                          strain=0.03, relative=True),
+    "hot06": Augmentation(rattle=tuple(float(v) for v in np.round(np.linspace(0.0, 0.06, 7), 3)), draws=5,
+                          strain=0.03, relative=True),
+}
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def dataset(augmentation: str, seed: int) -> Dataset:
+    """The general library's data set with all :data:`SUPERSET` columns (float32), cached."""
+    path = CACHE / f"{augmentation}_seed{seed}.npz"
+    key = json.dumps({"spec": SUPERSET.to_dict(), "augmentation": AUGMENTATIONS[augmentation].to_dict(),
+                      "classes": list(GENERAL_CLASSES)}, sort_keys=True)
+    if path.is_file():
+        cached = np.load(path, allow_pickle=False)
+        if str(cached["key"]) == key:
+            return Dataset(cached["X"], cached["y"], list(cached["class_names"]), [], list(SUPERSET.feature_names),
+                           cached["draw"], cached["stdev"], list(cached["origins"]))
+    t0 = time.perf_counter()
+    data = build_dataset(list(GENERAL_CLASSES.values()), SUPERSET, AUGMENTATIONS[augmentation], seed=seed)
+    print(f"data set {augmentation}, seed {seed}: {len(data)} atoms in {time.perf_counter() - t0:.0f} s", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, X=data.X.astype(np.float32), y=data.y, class_names=data.class_names, draw=data.draw,
+             stdev=data.stdev, origins=data.origins, key=key)
+    tmp.replace(path)
+    data.X = data.X.astype(np.float32)
+    return data
+
+
+def columns(candidate: FeatureSet) -> np.ndarray:
+    """Indices of the candidate's columns in :data:`SUPERSET`'s."""
+    names = SUPERSET.feature_names
+    missing = [n for n in candidate.feature_names if n not in names]
+    if missing:
+        raise ValueError(f"the superset has no column(s) {missing[:5]}: add the definition to SUPERSET")
+    return np.array([names.index(n) for n in candidate.feature_names])
+
+
+def forest(seed: int = 0) -> RandomForestClassifier:
+    """The shipped classifier's settings (configs/general.toml)."""
+    return RandomForestClassifier(n_estimators=50, max_depth=20, min_samples_leaf=1, n_jobs=2, random_state=seed)
+
+
+# --- scores ------------------------------------------------------------------------------
+
+
+@dataclass
+class Frames:
+    """MD cases: ``cases`` {name: list of ASE frames with a per-atom ``truth`` code}, the
+    class name of each code ``classes`` (-1 = not scored), PTM's and a-CNA's score per case."""
+
+    cases: dict
+    classes: tuple[str, ...]
+    reference: dict
+
+
+def held_out(model, data: Dataset, cols: np.ndarray) -> dict:
+    """Scores on held-out data: per-class recall and precision on a stratified sample, hot
+    accuracy, accuracy per template source of the defect classes."""
+    rows = stratified_sample(data.y, TEST_PER_CLASS, np.random.default_rng(1))
+    predicted = model.predict(data.X[rows][:, cols])
+    y = data.y[rows]
+    k = len(data.class_names)
+    recall = [float(np.mean(predicted[y == c] == c)) for c in range(k)]
+    precision = [float(np.mean(y[predicted == c] == c)) if np.any(predicted == c) else 0.0 for c in range(k)]
+    hot = data.stdev[rows] >= HOT - 1e-9
+    origin = np.array(data.origins)[data.draw]
+    defects = {}
+    for source in ("stacking", "surface", "polycrystal", "squeezed", "liquid", "displaced"):
+        mask = np.char.startswith(origin.astype(str), source + "_template")
+        if mask.any():
+            defects[source] = float(np.mean(model.predict(data.X[mask][:, cols]) == data.y[mask]))
+    return {"recall": recall, "precision": precision, "hot": float(np.mean(predicted[hot] == y[hot])),
+            "accuracy": float(np.mean(predicted == y)), "defects": defects}
+
+
+def on_frames(model, candidate: FeatureSet, class_names: list[str], frames: Frames) -> dict[str, float]:
+    """Fraction of the scored atoms of every case whose predicted class is their truth."""
+    scores = {}
+    for case, run in frames.cases.items():
+        good = total = 0
+        for frame in run:
+            truth = frame.arrays["truth"]
+            scored = truth >= 0
+            predicted = np.array(class_names)[model.predict(compute_features(frame, candidate)[scored])]
+            good += int(np.count_nonzero(predicted == np.array(frames.classes)[truth[scored]]))
+            total += int(np.count_nonzero(scored))
+        scores[case] = good / max(total, 1)
+    return scores
+
+
+def feature_time(candidate: FeatureSet, frame) -> float:
+    """Median wall time (s) of three feature computations on ``frame``."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        compute_features(frame, candidate)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def cna_time(frame) -> float:
+    """Median wall time (s) of three adaptive CNA runs on ``frame`` (a fresh copy each)."""
+    from ovito.io.ase import ase_to_ovito
+    from ovito.modifiers import CommonNeighborAnalysisModifier
+
+    data = ase_to_ovito(frame)
+    times = []
+    for _ in range(3):
+        copy = data.clone()
+        t0 = time.perf_counter()
+        copy.apply(CommonNeighborAnalysisModifier())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def speed_frame():
+    """108,000 atoms of fcc rattled by 0.05 nearest-neighbour distances, two species."""
+    from ase.build import bulk
+
+    rng = np.random.default_rng(0)
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (30, 30, 30)
+    atoms.positions += rng.normal(0.0, 0.05 * 3.61 / np.sqrt(2), atoms.positions.shape)
+    atoms.symbols[rng.random(len(atoms)) < 0.25] = "Ni"
+    return atoms
+
+
+# --- MD frames ---------------------------------------------------------------------------
+
+
+def load_frames(folder: Path, validation: Path) -> Frames | None:
+    """The cached cases of ``benchmarks/validate_lammps.py`` (module at ``validation``) in
+    ``folder``, with PTM's and adaptive CNA's scores; None if there are none yet."""
+    if not folder.is_dir() or not validation.is_file():
+        return None
+    import importlib.util
+
+    from ase.io import read
+
+    spec = importlib.util.spec_from_file_location("validate_lammps", validation)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["validate_lammps"] = module
+    spec.loader.exec_module(module)
+    cases = {path.stem: read(path, index=":") for path in sorted(folder.glob("*.extxyz"))}
+    if not cases:
+        return None
+    reference = {}
+    for name in ("ptm", "cna"):
+        labeller = getattr(module, f"{name}_labels", None)
+        if labeller is None:
+            continue
+        for case, run in cases.items():
+            good = total = 0
+            for frame in run:
+                truth = frame.arrays["truth"]
+                scored = truth >= 0
+                good += int(np.count_nonzero(np.asarray(labeller(frame))[scored] == truth[scored]))
+                total += int(np.count_nonzero(scored))
+            reference.setdefault(case, {})[name] = good / max(total, 1)
+    return Frames(cases, tuple(module.CLASSES), reference)
+
+
+# --- the study ---------------------------------------------------------------------------
+
+
+def study(candidates: list[str], augmentations: list[str], frames: Frames | None) -> tuple[list[dict], float]:
+    """Train and score every candidate on every augmentation; the records and a-CNA's time."""
+    timing = speed_frame()
+    cna = cna_time(timing)
+    records = []
+    for aug in augmentations:
+        train, test = dataset(aug, 0), dataset(HELD_OUT, 1)
+        rows = stratified_sample(train.y, PER_CLASS, np.random.default_rng(0))
+        for name in candidates:
+            candidate = CANDIDATES[name]
+            cols = columns(candidate)
+            t0 = time.perf_counter()
+            model = forest().fit(train.X[rows][:, cols], train.y[rows])
+            record = {"candidate": name, "augmentation": aug, "features": len(cols),
+                      "fit_seconds": time.perf_counter() - t0, "held_out": held_out(model, test, cols),
+                      "feature_time": feature_time(candidate, timing), "cna_time": cna}
+            if frames is not None:
+                record["frames"] = on_frames(model, candidate, train.class_names, frames)
+            records.append(record)
+            print(summary_row(record, train.class_names, frames), flush=True)
+    return records, cna
+
+
+def summary_row(record: dict, class_names: list[str], frames: Frames | None) -> str:
+    h = record["held_out"]
+    worst = int(np.argmin(h["recall"]))
+    cells = [record["candidate"], record["augmentation"], str(record["features"]),
+             f"{100 * h['accuracy']:.2f}", f"{100 * h['recall'][worst]:.1f} ({class_names[worst]})",
+             f"{100 * min(h['precision']):.1f}", f"{100 * h['hot']:.2f}",
+             " ".join(f"{k} {100 * v:.0f}" for k, v in h["defects"].items()),
+             f"{record['feature_time'] / record['cna_time']:.2f}"]
+    if frames is not None:
+        scores = record["frames"]
+        worst_case = min(scores, key=scores.get)
+        margin = {c: scores[c] - frames.reference[c]["ptm"] for c in scores if "ptm" in frames.reference.get(c, {})}
+        worst_margin = min(margin, key=margin.get) if margin else None
+        cells += [f"{100 * scores[worst_case]:.1f} ({worst_case})",
+                  f"{100 * margin[worst_margin]:+.1f} ({worst_margin})" if worst_margin else "n/a"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def report(records: list[dict], class_names: list[str], frames: Frames | None, seconds: float) -> str:
+    head = ["candidate", "augmentation", "features", "held-out accuracy %", "worst recall %", "worst precision %",
+            "hot accuracy %", "defect sources right %", "feature time / a-CNA"]
+    if frames is not None:
+        head += ["worst MD case %", "worst margin over PTM (points)"]
+    lines = ["# Feature and augmentation study for the general model\n",
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `python benchmarks/general_study.py`, "
+             f"{seconds / 60:.0f} min. Random forest (50 trees, depth <= 20) on {PER_CLASS} atoms per class of "
+             f"the seed-0 data set; held-out scores on {TEST_PER_CLASS} atoms per class of the seed-1 {HELD_OUT} "
+             f"data set; hot: "
+             f"templates rattled by >= {HOT} nearest-neighbour distances. Timing: features of 108,000 atoms over "
+             f"OVITO's adaptive CNA on them, on the shared 2-core machine.\n",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [summary_row(r, class_names, frames) for r in records]
+    if frames is not None:
+        cases = list(next(iter(records))["frames"])
+        lines += ["", "## Every MD case (% of scored atoms right)", "",
+                  "| candidate | augmentation | " + " | ".join(cases) + " |", "|" + "---|" * (2 + len(cases)),
+                  "| PTM | | " + " | ".join(f"{100 * frames.reference[c].get('ptm', np.nan):.1f}" for c in cases)
+                  + " |",
+                  "| a-CNA | | " + " | ".join(f"{100 * frames.reference[c].get('cna', np.nan):.1f}" for c in cases)
+                  + " |"]
+        lines += [f"| {r['candidate']} | {r['augmentation']} | " + " | ".join(f"{100 * r['frames'][c]:.1f}"
+                                                                             for c in cases) + " |" for r in records]
+    lines += ["", "## Per-class held-out recall (%)", "",
+              "| candidate | augmentation | " + " | ".join(class_names) + " |", "|" + "---|" * (2 + len(class_names))]
+    lines += [f"| {r['candidate']} | {r['augmentation']} | "
+              + " | ".join(f"{100 * v:.1f}" for v in r["held_out"]["recall"]) + " |" for r in records]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
+                        metavar="NAME", help=f"feature candidates (default all): {', '.join(CANDIDATES)}")
+    parser.add_argument("--augmentations", nargs="+", default=["hot08"], choices=list(AUGMENTATIONS),
+                        metavar="NAME", help=f"augmentations (default hot08): {', '.join(AUGMENTATIONS)}")
+    parser.add_argument("--frames", type=Path, default=ROOT / "out" / "lammps",
+                        help="cache of the LAMMPS validation frames (default out/lammps)")
+    parser.add_argument("--validation", type=Path, default=ROOT / "benchmarks" / "validate_lammps.py",
+                        help="the validation script that made them (class codes, PTM and a-CNA)")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "general_study.md")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    frames = load_frames(args.frames, args.validation)
+    if frames is None:
+        print(f"no MD frames in {args.frames}: held-out data and speed only", file=sys.stderr)
+    records, _ = study(args.candidates, args.augmentations, frames)
+    class_names = list(GENERAL_CLASSES)
+    write_atomically(args.output, report(records, class_names, frames, time.perf_counter() - t0).encode())
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
