@@ -27,6 +27,21 @@ def q_l(z, start, l):
     return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def q_l_of_sums(acc, lo, hi, start, l):
+    """q_l of the Y_lm sums (not means) over the like/unlike accumulators lo..hi - 1 of
+    acc[channel, 0 (re) / 1 (im), start : start + l + 1], m >= 0: n times q_l of n bonds."""
+    total = 0.0
+    for m in range(l + 1):
+        re = 0.0
+        im = 0.0
+        for ch in range(lo, hi):
+            re += acc[ch, 0, start + m]
+            im += acc[ch, 1, start + m]
+        total += (1.0 if m == 0 else 2.0) * (re * re + im * im)
+    return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
+
+
 @numba.njit(cache=True, inline="always")
 def channel_range(channel):
     """The like/unlike accumulators (lo, hi) that make up channel 0 (all), 1 (like) or 2 (unlike)."""
@@ -37,15 +52,18 @@ ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_out, radial_out, short):
+def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_out, radial_out, neighbors_out,
+                      short):
     """For the centres at ``cpos`` (n, 3) of species ``ccode`` (n,) and every definition d of
     ``defs``: q_l into ``q_out`` (n, columns of ``plan``), like/unlike bond counts into
     ``counts`` (n, D, 2), the like/unlike Y_lm sums into ``sums_out`` (n, slots, 2, 2, n_lm)
     for definitions with a slot (if ``sums_out`` has rows), the radial columns into
-    ``radial_out`` (n, columns), and True into ``short`` (n,) where the search radius was too
-    small.  ``plan`` = (lm offsets, channel starts, channel codes, degree starts, degrees,
-    q columns, sums slots, radial columns) per definition (see ``steinhardt.KernelPlan``)."""
-    offset, ch_start, ch_codes, deg_start, deg_values, q_col, slot, r_col = plan
+    ``radial_out`` (n, columns), the neighbours of the averaged definitions, nearest first,
+    into ``neighbors_out`` (n, W) as far as they fit, and True into ``short`` (n,) where the
+    search radius was too small.  ``plan`` = (lm offsets, channel starts, channel codes,
+    degree starts, degrees, q columns, q̄ columns, sums slots, radial columns) per definition
+    (see ``steinhardt.KernelPlan``)."""
+    offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, slot, r_col = plan
     n_defs = len(defs[0])
     n_lm = sums_out.shape[4]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
@@ -58,15 +76,19 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
         length = np.empty(n_defs)
         run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
         acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
-        mean = np.empty((2, n_lm))
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
             idx, vec, r2, c, complete = neighborhood(cpos[t], grid, defs, idx, vec, r2, prefix, length)
             short[t] = not complete
             last = 0
+            averaged = 0
             for d in range(n_defs):
                 last = max(last, prefix[d])
+                if qbar_col[d] >= 0:
+                    averaged = max(averaged, prefix[d])
                 if prefix[d] == 0:
                     acc[d] = 0.0
+            for j in range(min(averaged, neighbors_out.shape[1])):
+                neighbors_out[t, j] = idx[j]
             run[:] = 0.0
             n_like = 0
             for j in range(last):
@@ -89,16 +111,10 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
                         n_c += counts[t, d, ch]
                     if n_c == 0:  # no neighbour in this channel: q_l = 0
                         continue
-                    for ri in range(2):
-                        for lm in range(n_lm):
-                            mean[ri, lm] = 0.0
-                            for ch in range(lo, hi):
-                                mean[ri, lm] += acc[d, ch, ri, lm]
-                            mean[ri, lm] /= n_c
                     column = q_col[d] + (i - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]
-                        q_out[t, column + j] = q_l(mean, offset[l], l)
+                        q_out[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c
                 for k in range(defs[3][d]):
                     if k < c and length[d] > 0.0:
                         radial_out[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d]

@@ -19,8 +19,9 @@ def feature_blocks(frame: Frame, spec: FeatureSpec | FeatureSet,
     """Yield ``(atoms, features)`` for blocks of at most ``block_size`` atoms: their indices
     (n,) and features (n, len(spec.feature_names)); every atom comes once.  One neighbour
     search per atom serves every definition of ``spec``.  Memory stays bounded by the block
-    size, but for neighbour-averaged features every atom's Y_lm sums are kept (4 * 4 *
-    sum(l + 1) bytes per atom and definition with q̄_l or w_l), and the blocks come in Morton order."""
+    size, but for neighbour-averaged features every atom's Y_lm sums and neighbours are kept
+    (4 * 4 * sum(l + 1) bytes per atom and definition with q̄_l or w_l, 4 bytes per neighbour),
+    and the blocks come in Morton order."""
     specs = spec.specs
     if spec.needs_species and frame.species is None:
         channels = sorted({c for s in specs for c in s.channels} - {"all"})
@@ -35,45 +36,64 @@ def feature_blocks(frame: Frame, spec: FeatureSpec | FeatureSet,
     if averaged:  # the averages read every neighbour's Y_lm sums: in Morton order they sit in nearby memory
         order = spatial_order(positions)
         positions, codes = positions[order], codes[order]
-    defs, plan = Definitions.of(specs), KernelPlan.of(specs)
-    grid = defs.grid(positions, frame.cell, frame.pbc)
+    bonds = _BondPass(specs, positions, frame.cell, frame.pbc, codes, block_size, keep=averaged)
     blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
-    # one block's like/unlike Y_lm sums in double precision, for w_l and the frame's store
-    sums_shape = (plan.widths["slots"], 2, 2, plan.n_lm)
-    scratch = np.empty((min(block_size, n), *sums_shape)) if plan.widths["slots"] else None
     if not averaged:
         for block in blocks:
-            grid, first = _bond_features(grid, defs, plan, specs, block, codes, scratch)
-            yield order[block], _assemble(specs, plan, *first)
+            yield order[block], _assemble(specs, bonds.plan, *bonds.run(block))
         return
-    store = np.empty((n, *sums_shape), dtype=np.float32)
-    all_counts = np.empty((n, len(specs), 2), dtype=np.int64)
-    firsts = []
-    for block in blocks:
-        grid, first = _bond_features(grid, defs, plan, specs, block, codes, scratch)
-        store[block] = scratch[: block.stop - block.start]
-        all_counts[block] = first[1]
-        firsts.append(first)
+    firsts = [bonds.run(block) for block in blocks]
     for block, first in zip(blocks, firsts, strict=True):
-        qbar = averaged_q(grid, defs, plan, block, codes, all_counts, store)
-        yield order[block], _assemble(specs, plan, *first, qbar)
+        qbar = averaged_q(bonds.plan, block, codes, bonds.counts, bonds.store, bonds.neighbors)
+        yield order[block], _assemble(specs, bonds.plan, *first, qbar)
 
 
-def _bond_features(grid, defs: Definitions, plan: KernelPlan, specs, block: slice, codes: np.ndarray,
-                   scratch: np.ndarray | None):
-    """The grid (grown until every search of ``block`` was complete) and ``block``'s q_l, bond
-    counts, radial columns and w_l ({definition: list over channels}); the Y_lm sums go into
-    ``scratch``.  A search result does not depend on the radius once complete, so blocks
-    done on a smaller grid stay valid."""
-    sums = None if scratch is None else scratch[: block.stop - block.start]
-    while True:
-        q, counts, radial, short = bond_orders(grid, defs, plan, block, codes, sums)
-        if grid.exhaustive or not short.any():
-            break
-        grid = grid.grown()
-    w = {d: [invariants_w(channel_total(sums[:, plan.slot[d]], c), s.degrees, plan.degrees) for c in s.channels]
-         for d, s in enumerate(specs) if s.wigner}
-    return grid, (q, counts, radial, w)
+class _BondPass:
+    """The bond pass over the blocks of one frame (atoms in the order the blocks index them).
+
+    With ``keep``, every atom's bond counts (N, D, 2), like/unlike Y_lm sums in single
+    precision (N, slots, 2, 2, n_lm) and the neighbours of the averaged definitions (N, W)
+    are kept for the neighbour averages: ``counts``, ``store``, ``neighbors``.  The grid
+    grows where a search was incomplete, W where neighbours did not fit, and the block is
+    done again; a complete search does not depend on the radius, so earlier blocks stay valid."""
+
+    def __init__(self, specs, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, codes: np.ndarray,
+                 block_size: int, keep: bool):
+        self.specs, self.codes = specs, codes
+        self.defs, self.plan = Definitions.of(specs), KernelPlan.of(specs)
+        self.grid = self.defs.grid(positions, cell, pbc)
+        n = len(codes)
+        # one block's like/unlike Y_lm sums in double precision, for w_l and the frame's store
+        sums_shape = (self.plan.widths["slots"], 2, 2, self.plan.n_lm)
+        self.scratch = np.empty((min(block_size, n), *sums_shape)) if self.plan.widths["slots"] else None
+        self.averaged = self.plan.qbar_col >= 0
+        self.store = self.counts = self.neighbors = None
+        if keep:
+            self.store = np.empty((n, *sums_shape), dtype=np.float32)
+            self.counts = np.empty((n, len(specs), 2), dtype=np.int64)
+            self.neighbors = np.empty((n, self.defs.typical_neighbors(self.averaged, self.grid)), dtype=np.int32)
+
+    def run(self, block: slice) -> tuple:
+        """q_l, bond counts, radial columns and w_l ({definition: list over channels}) of ``block``."""
+        sums = None if self.scratch is None else self.scratch[: block.stop - block.start]
+        while True:
+            neighbors = None if self.neighbors is None else self.neighbors[block]
+            q, counts, radial, short = bond_orders(self.grid, self.defs, self.plan, block, self.codes, sums, neighbors)
+            if short.any() and not self.grid.exhaustive:
+                self.grid = self.grid.grown()
+                continue
+            if self.neighbors is None:
+                break
+            width = int(counts[:, self.averaged].sum(axis=2).max(initial=0))
+            if width <= self.neighbors.shape[1]:
+                self.store[block], self.counts[block] = sums, counts
+                break
+            wider = np.empty((len(self.neighbors), width + width // 4 + 2), dtype=np.int32)
+            wider[:, : self.neighbors.shape[1]] = self.neighbors
+            self.neighbors = wider
+        w = {d: [invariants_w(channel_total(sums[:, self.plan.slot[d]], c), s.degrees, self.plan.degrees)
+                 for c in s.channels] for d, s in enumerate(self.specs) if s.wigner}
+        return q, counts, radial, w
 
 
 def _assemble(specs, plan: KernelPlan, q, counts, radial, w, qbar=None) -> np.ndarray:

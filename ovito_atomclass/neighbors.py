@@ -115,23 +115,12 @@ def _home_bin(p, origin, inv_bin, nbins):
 
 
 @numba.njit(cache=True)
-def candidates(p, bin_start, origin, inv_bin, nbins):
-    """How many atoms the 27 bins around point ``p`` hold: an upper bound on its neighbours."""
-    b = _home_bin(p, origin, inv_bin, nbins)
-    c = 0
-    for x in range(max(b[0] - 1, 0), min(b[0] + 2, nbins[0])):
-        for y in range(max(b[1] - 1, 0), min(b[1] + 2, nbins[1])):
-            first = (x * nbins[1] + y) * nbins[2]
-            c += bin_start[first + min(b[2] + 2, nbins[2])] - bin_start[first + max(b[2] - 1, 0)]
-    return c
-
-
-@numba.njit(cache=True)
 def gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2):
     """Neighbours of point ``p`` within sqrt(r2max): atom indices into ``idx``, bond vectors
-    into ``vec`` and their squared lengths into ``r2``, in the grid's order; returns their
-    number.  Coincident atoms are not neighbours."""
+    into ``vec`` and their squared lengths into ``r2``, in the grid's order, as far as they
+    fit; returns their number.  Coincident atoms are not neighbours."""
     b = _home_bin(p, origin, inv_bin, nbins)
+    room = len(idx)
     c = 0
     for x in range(max(b[0] - 1, 0), min(b[0] + 2, nbins[0])):
         for y in range(max(b[1] - 1, 0), min(b[1] + 2, nbins[1])):
@@ -142,11 +131,12 @@ def gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, 
                 dz = spos[k, 2] - p[2]
                 d2 = dx * dx + dy * dy + dz * dz
                 if d2 <= r2max and d2 > 1e-20:
-                    idx[c] = sowner[k]
-                    vec[c, 0] = dx
-                    vec[c, 1] = dy
-                    vec[c, 2] = dz
-                    r2[c] = d2
+                    if c < room:
+                        idx[c] = sowner[k]
+                        vec[c, 0] = dx
+                        vec[c, 1] = dy
+                        vec[c, 2] = dz
+                        r2[c] = d2
                     c += 1
     return c
 
@@ -199,12 +189,12 @@ def neighborhood(p, grid, defs, idx, vec, r2, prefix, length):
     that a definition needs (then a search over a larger radius is due)."""
     bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
     kind, limit, near, radial, need, sort, room2 = defs
-    cap = candidates(p, bin_start, origin, inv_bin, nbins)
-    if cap > len(idx):
-        idx = np.empty(2 * cap, dtype=np.int64)
-        vec = np.empty((2 * cap, 3))
-        r2 = np.empty(2 * cap)
     c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2)
+    if c > len(idx):
+        idx = np.empty(2 * c, dtype=np.int64)
+        vec = np.empty((2 * c, 3))
+        r2 = np.empty(2 * c)
+        c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2)
     if sort:
         sort_bonds(idx, vec, r2, c)
     complete = c >= need
@@ -324,21 +314,33 @@ class Definitions:
         """A grid whose radius covers the largest cutoff and, at the density of the system, about
         1.2 times the reach of the nearest-neighbour and relative definitions (a search that
         finds it too small says so: :func:`neighborhood`, :meth:`NeighborGrid.grown`)."""
-        positions = np.asarray(positions, dtype=np.float64)
-        pbc = np.asarray(pbc, dtype=bool)
-        n = len(positions)
-        if pbc.all():
-            volume = abs(np.linalg.det(complete_cell(cell, pbc)))
-        else:
-            volume = float(np.prod(np.maximum(np.ptp(positions, axis=0) if n else np.zeros(3), 1.0)))
-
-        def sphere(k: int) -> float:  # radius (Å) of a sphere that holds k atoms on average
-            return (3.0 * k * volume / (4.0 * np.pi * max(n, 1))) ** (1.0 / 3.0)
-
+        sphere = _sphere_radius(positions, cell, pbc)
         radius = max([1.2 * sphere(self.need + 1) if self.need else 0.0]
                      + [np.sqrt(lim) * (sphere(k + 1) if kd == RELATIVE else 1.0)
                         for kd, lim, k in zip(self.kind, self.limit, self.near, strict=True) if kd != NEAREST])
         return NeighborGrid(positions, cell, pbc, radius)
+
+    def typical_neighbors(self, which: np.ndarray, grid: NeighborGrid) -> int:
+        """A generous guess of the most neighbours an atom has in the definitions ``which`` (D,
+        booleans) at the density of the grid's system."""
+        sphere = _sphere_radius(grid.positions, grid.cell, grid.pbc)
+        guess = [k if kd == NEAREST else 1.3 * k * (np.sqrt(lim) * 0.85) ** 3 if kd == RELATIVE
+                 else 1.3 * (np.sqrt(lim) / sphere(1)) ** 3
+                 for kd, lim, k, w in zip(self.kind, self.limit, self.near, which, strict=True) if w]
+        return int(max(guess, default=0)) + 4
+
+
+def _sphere_radius(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+    """A function of k: the radius (Å) of a sphere that holds k atoms at the mean density of
+    the system (of the bounding box of the atoms unless periodic in all directions)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
+    n = len(positions)
+    if pbc.all():
+        volume = abs(np.linalg.det(complete_cell(cell, pbc)))
+    else:
+        volume = float(np.prod(np.maximum(np.ptp(positions, axis=0) if n else np.zeros(3), 1.0)))
+    return lambda k: (3.0 * k * volume / (4.0 * np.pi * max(n, 1))) ** (1.0 / 3.0)
 
 
 def _spread_bits(v: np.ndarray) -> np.ndarray:

@@ -28,7 +28,6 @@ import numpy as np
 from . import bond_kernel, neighbors
 from .bond_kernel import ATOMS_PER_TASK, q_l
 from .files import cache_dir, write_atomically
-from .neighbors import neighborhood
 
 DEFAULT_DEGREES = (4, 6, 8)
 CHANNEL_CODES = {"all": 0, "like": 1, "unlike": 2}
@@ -175,17 +174,21 @@ class KernelPlan:
 
     @property
     def arrays(self) -> tuple:
-        """(lm offsets, channel starts, channel codes, degree starts, degrees, q columns, slots,
-        radial columns) for :func:`bond_kernel.bond_order_kernel`."""
-        return (lm_layout(self.degrees), *self.channels, *self.own_degrees, self.q_col, self.slot, self.r_col)
+        """(lm offsets, channel starts, channel codes, degree starts, degrees, q columns, q̄ columns,
+        slots, radial columns) for the kernels."""
+        return (lm_layout(self.degrees), *self.channels, *self.own_degrees, self.q_col, self.qbar_col, self.slot,
+                self.r_col)
 
 
-def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, sums: np.ndarray | None = None):
+def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, sums: np.ndarray | None = None,
+                neighbors: np.ndarray | None = None):
     """q_l (n, plan.widths["q"]), like/unlike bond counts (n, D, 2) and radial columns
     (n, plan.widths["r"]) of the atoms in ``block`` for every definition, and a mask (n,) of
     the atoms whose search needs a larger radius.  If ``sums`` (n, plan.widths["slots"], 2
     (like, unlike), 2 (re, im), plan.n_lm) is given, the sums of Y_lm (m >= 0) over each
-    atom's like and unlike bonds are written into it.  ``codes`` (N,) are integer species of
+    atom's like and unlike bonds are written into it; if ``neighbors`` (n, W) is, the
+    neighbours of the averaged definitions, nearest first, as far as they fit (their number
+    is the largest bond count of those definitions).  ``codes`` (N,) are integer species of
     all atoms; ``grid`` a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom
     without neighbours in a channel gets 0 there."""
     n = block.stop - block.start
@@ -195,8 +198,10 @@ def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, s
     short = np.zeros(n, dtype=np.bool_)
     if sums is None:
         sums = np.zeros((0, plan.widths["slots"], 2, 2, plan.n_lm))
+    if neighbors is None:
+        neighbors = np.zeros((0, 0), dtype=np.int32)
     bond_kernel_for(plan.degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, defs.arrays(grid),
-                                  plan.arrays, q, counts, sums, radial, short)
+                                  plan.arrays, q, counts, sums, radial, neighbors, short)
     return q, counts, radial, short
 
 
@@ -213,38 +218,33 @@ def _add_scaled(acc, row, scale):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(cpos, start, codes, grid, defs, counts, sums, plan, qbar_col, out):
+def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
     """out[t, qbar_col[d] + (c, l)] = q_l of the mean of the channel-c q_lm of definition d over
-    centre t and its neighbours in channel c (Lechner-Dellago); q_lm from every atom's
-    like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond ``counts`` (N, D, 2)."""
-    offset, ch_start, ch_codes, deg_start, deg_values, _, slot, _ = plan
-    n_defs = len(defs[0])
+    atom i = start + t and its neighbours in channel c (Lechner-Dellago); q_lm from every atom's
+    like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond ``counts`` (N, D, 2), the
+    neighbours of atom i ``neighbors[i, :counts[i, d].sum()]``."""
+    offset, ch_start, ch_codes, deg_start, deg_values, _, qbar_col, slot, _ = plan
+    n_defs = counts.shape[1]
     m = 2 * sums.shape[4]
     flat = sums.reshape(len(sums), sums.shape[1], 2 * m)  # per atom and slot: like sums (re, im), unlike ones
-    n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
+    n_tasks = (stop - start + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
-        idx = np.empty(64, dtype=np.int64)
-        vec = np.empty((64, 3))
-        r2 = np.empty(64)
-        prefix = np.empty(n_defs, dtype=np.int64)
-        length = np.empty(n_defs)
         acc = np.empty((3, m))  # channel (all, like, unlike), (re, im) x lm
         members = np.empty(3, dtype=np.int64)
         wanted = np.empty(3, dtype=np.bool_)
-        for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            idx, vec, r2, _, _ = neighborhood(cpos[t], grid, defs, idx, vec, r2, prefix, length)
-            i = start + t
+        for i in range(start + task * ATOMS_PER_TASK, min(stop, start + (task + 1) * ATOMS_PER_TASK)):
             for d in range(n_defs):
                 if qbar_col[d] < 0:
                     continue
                 s = slot[d]
+                p = counts[i, d, 0] + counts[i, d, 1]
                 wanted[:] = False
                 for ci in range(ch_start[d], ch_start[d + 1]):
                     wanted[ch_codes[ci]] = True
                 acc[:] = 0.0
                 members[:] = 0
-                for jj in range(prefix[d] + 1):  # the neighbours, then the centre itself (in every channel)
-                    j = i if jj == prefix[d] else idx[jj]
+                for jj in range(p + 1):  # the neighbours, then the centre itself (in every channel)
+                    j = i if jj == p else neighbors[i, jj]
                     like, unlike = counts[j, d, 0], counts[j, d, 1]
                     if wanted[0]:
                         members[0] += 1
@@ -256,7 +256,7 @@ def _average_kernel(cpos, start, codes, grid, defs, counts, sums, plan, qbar_col
                         members[1] += 1
                         if like:
                             _add_scaled(acc[1], flat[j, s, :m], 1.0 / like)
-                    if wanted[2] and (jj == prefix[d] or not same):
+                    if wanted[2] and (jj == p or not same):
                         members[2] += 1
                         if unlike:
                             _add_scaled(acc[2], flat[j, s, m:], 1.0 / unlike)
@@ -269,18 +269,18 @@ def _average_kernel(cpos, start, codes, grid, defs, counts, sums, plan, qbar_col
                     column = qbar_col[d] + (ci - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]
-                        out[t, column + j] = q_l(mean, offset[l], l)
+                        out[i - start, column + j] = q_l(mean, offset[l], l)
 
 
-def averaged_q(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, counts: np.ndarray,
-               sums: np.ndarray) -> np.ndarray:
+def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
+               neighbors: np.ndarray) -> np.ndarray:
     """Lechner-Dellago q̄_l (n, plan.widths["qbar"]) of the atoms in ``block`` for the averaged
-    definitions, from every atom's bond ``counts`` (N, D, 2) and Y_lm ``sums`` (N, slots, 2,
-    2, n_lm) of :func:`bond_orders` (any float type: float32 halves the memory traffic and
-    changes q̄_l by about 1e-8, below the rounding of the model's float32 input)."""
+    definitions, from every atom's bond ``counts`` (N, D, 2), Y_lm ``sums`` (N, slots, 2, 2,
+    n_lm) and ``neighbors`` (N, W) of :func:`bond_orders` (``sums`` of any float type:
+    float32 halves the memory traffic and changes q̄_l by about 1e-8, below the rounding of
+    the model's float32 input)."""
     out = np.zeros((block.stop - block.start, plan.widths["qbar"]))
-    _average_kernel(grid.wrapped[block], block.start, codes, grid.arrays, defs.arrays(grid), counts, sums,
-                    plan.arrays, plan.qbar_col, out)
+    _average_kernel(block.start, block.stop, codes, counts, sums, neighbors, plan.arrays, out)
     return out
 
 

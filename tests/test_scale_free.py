@@ -289,3 +289,16 @@ def test_a_feature_set_model_runs_in_the_modifier(tmp_path):
         data = ase_to_ovito(atoms)
         data.apply(AtomClassifierModifier(model_file=str(path)))
         assert (np.asarray(data.particles["Structure Type"]) == expected).all()
+
+
+def test_the_neighbour_store_widens_when_neighbours_do_not_fit(monkeypatch):
+    # the q̄_l pass reads each atom's neighbours as stored by the bond pass; a store too narrow
+    # for a block is widened and the block done again, keeping what earlier blocks stored
+    from ovito_atomclass.neighbors import Definitions
+
+    atoms = random_alloy(n_cells=3, seed=9)
+    spec = FeatureSet((FeatureSpec(averaged=True, counts=True, label="cut"),
+                       FeatureSpec(**RELATIVE, averaged=True, channels=("like",), label="rel")))
+    expected = compute_features(atoms, spec)
+    monkeypatch.setattr(Definitions, "typical_neighbors", lambda self, which, grid: 3)
+    np.testing.assert_array_equal(compute_features(atoms, spec, block_size=40), expected)
