@@ -2,9 +2,9 @@
 
 from .features import compute_features
 from .model import load_model
-from .spec import FeatureSpec
+from .spec import FeatureSet, FeatureSpec
 
-__all__ = ["AtomClassifierModifier", "FeatureSpec", "compute_features", "load_model"]
+__all__ = ["AtomClassifierModifier", "FeatureSet", "FeatureSpec", "compute_features", "load_model"]
 
 
 def __getattr__(name: str):

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from .augment import Augmentation, copies
 from .crystals import MEMBERS, ORIGIN, Color
 from .features import compute_features
-from .spec import FeatureSpec
+from .spec import FeatureSet, FeatureSpec
 
 
 @dataclass
@@ -46,13 +46,13 @@ class Dataset:
         return dict(zip(self.class_names, np.bincount(self.y, minlength=len(self.class_names)).tolist(), strict=True))
 
 
-def template_width(spec: FeatureSpec) -> float:
-    """Smallest template width (Å) so that no atom is its own neighbour: twice the cutoff
-    plus 1 Å of room for displacements (12 Å when neighbours are counted, not cut off)."""
-    return 2.0 * spec.cutoff + 1.0 if spec.cutoff is not None else 12.0
+def template_width(spec: FeatureSpec | FeatureSet) -> float:
+    """Smallest template width (Å) so that no atom is its own neighbour: twice the largest
+    cutoff plus 1 Å of room for displacements (12 Å when neighbours are counted, not cut off)."""
+    return max(2.0 * s.cutoff + 1.0 if s.cutoff is not None else 12.0 for s in spec.specs)
 
 
-def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentation, seed: int = 0,
+def build_dataset(classes: Sequence, spec: FeatureSpec | FeatureSet, augmentation: Augmentation, seed: int = 0,
                   progress: bool = True) -> Dataset:
     """Features of ``augmentation.copies`` perturbed templates of every class (objects with
     ``name``, ``color`` and ``template(rng, min_width)``, see :mod:`.crystals`), the atoms of

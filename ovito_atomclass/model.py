@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_atomically
-from .spec import FeatureSpec
+from .spec import FeatureSet, FeatureSpec, spec_from_json
 
 FORMAT = "ovito-atomclass/1"
 _KEYS = ("atomclass.format", "atomclass.spec", "atomclass.classes", "atomclass.colors", "atomclass.summary")
@@ -40,11 +40,11 @@ def default_model_path() -> Path:
 
 @dataclass
 class AtomClassifier:
-    """A loaded model: ``spec`` (:class:`FeatureSpec`), ``classes`` (names, in the order
+    """A loaded model: ``spec`` (:class:`FeatureSpec` or :class:`FeatureSet`), ``classes`` (names, in the order
     of the probability columns), ``colors`` (RGB in 0..1 per class), ``summary`` (dict)."""
 
     path: Path
-    spec: FeatureSpec
+    spec: FeatureSpec | FeatureSet
     classes: list[str]
     colors: list[tuple[float, float, float]]
     summary: dict = field(default_factory=dict)
@@ -104,7 +104,7 @@ def load_model(path: str | os.PathLike | None = None) -> AtomClassifier:
     if meta["atomclass.format"] != FORMAT:
         raise ValueError(f"{path} has model format {meta['atomclass.format']!r}; this version reads {FORMAT!r}")
     try:
-        spec = FeatureSpec.from_json(meta["atomclass.spec"])
+        spec = spec_from_json(meta["atomclass.spec"])
         classes = [str(c) for c in json.loads(meta["atomclass.classes"])]
         colors = [tuple(float(v) for v in c) for c in json.loads(meta["atomclass.colors"])]
         summary = json.loads(meta["atomclass.summary"])
@@ -119,7 +119,7 @@ def load_model(path: str | os.PathLike | None = None) -> AtomClassifier:
     return AtomClassifier(path, spec, classes, colors, summary)
 
 
-def save_model(estimator, spec: FeatureSpec, classes: list[str], colors: list, path: str | os.PathLike,
+def save_model(estimator, spec: FeatureSpec | FeatureSet, classes: list[str], colors: list, path: str | os.PathLike,
                summary: dict | None = None) -> Path:
     """Export a fitted scikit-learn classifier (trained on ``spec``'s features with labels
     0..len(classes)-1) to ONNX with our metadata; written atomically."""

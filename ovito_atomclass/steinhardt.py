@@ -18,6 +18,7 @@ import importlib.util
 import inspect
 import math
 import sys
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 
@@ -27,7 +28,6 @@ import numpy as np
 from . import bond_kernel, neighbors
 from .bond_kernel import ATOMS_PER_TASK, q_l
 from .files import cache_dir, write_atomically
-from .neighbors import neighbors_of
 
 DEFAULT_DEGREES = (4, 6, 8)
 CHANNEL_CODES = {"all": 0, "like": 1, "unlike": 2}
@@ -132,26 +132,77 @@ def bond_kernel_for(degrees: tuple[int, ...]):
     return _load_generated(f"ovito_atomclass_kernel_{tag}_{digest}", source).bond_order_kernel
 
 
-def bond_orders(grid, block: slice, codes: np.ndarray, degrees: tuple[int, ...], channels: tuple[str, ...],
-                sums: np.ndarray | None = None):
-    """q_l of the atoms in ``block`` for each channel, shape (n, len(channels), len(degrees)),
-    and their bond counts (n, 2) split into like/unlike.  If ``sums`` (n, 2 (like, unlike),
-    2 (re, im), sum(l + 1)) is given, the sums of Y_lm (m >= 0) over each atom's like and
-    unlike bonds are written into it.  ``codes`` (N,) are integer species of all atoms;
-    ``grid`` a :class:`NeighborGrid`.  An atom without neighbours in a channel gets 0 there."""
-    degrees = tuple(degrees)
+@dataclass(frozen=True)
+class KernelPlan:
+    """Where the kernels put the outputs of several definitions (feature specs, D of them).
+
+    The bond kernel computes Y_lm for the union of their ``degrees`` (sorted); per definition
+    it writes q_l as channels x degrees from column ``q_col[d]`` of a (n, ``q_width``) array,
+    radial columns from ``r_col[d]`` of (n, ``r_width``), and like/unlike Y_lm sums into slot
+    ``slot[d]`` (-1: none; definitions with w_l or q̄_l have one) of (n, ``slots``, 2, 2,
+    n_lm); the average kernel writes q̄_l from column ``qbar_col[d]`` (-1: not averaged)."""
+
+    degrees: tuple[int, ...]
+    channels: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into codes
+    own_degrees: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into degrees
+    q_col: np.ndarray
+    qbar_col: np.ndarray
+    slot: np.ndarray
+    r_col: np.ndarray
+    widths: dict
+
+    @classmethod
+    def of(cls, specs) -> KernelPlan:
+        def starts(sizes) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+        q_sizes = [len(s.channels) * len(s.degrees) for s in specs]
+        qbar_sizes = [size if s.averaged else 0 for s, size in zip(specs, q_sizes, strict=True)]
+        has_sums = np.array([s.averaged or s.wigner for s in specs])
+        channels = (starts([len(s.channels) for s in specs]),
+                    np.array([CHANNEL_CODES[c] for s in specs for c in s.channels], dtype=np.int64))
+        own = (starts([len(s.degrees) for s in specs]), np.array([l for s in specs for l in s.degrees], dtype=np.int64))
+        qbar_col = np.where([s.averaged for s in specs], starts(qbar_sizes)[:-1], -1)
+        slot = np.where(has_sums, np.cumsum(has_sums) - 1, -1)
+        widths = dict(q=sum(q_sizes), qbar=sum(qbar_sizes), slots=int(has_sums.sum()), r=sum(s.radial for s in specs))
+        return cls(tuple(sorted({l for s in specs for l in s.degrees})), channels, own, starts(q_sizes)[:-1],
+                   qbar_col.astype(np.int64), slot.astype(np.int64), starts([s.radial for s in specs])[:-1], widths)
+
+    @property
+    def n_lm(self) -> int:
+        return sum(l + 1 for l in self.degrees)
+
+    @property
+    def arrays(self) -> tuple:
+        """(lm offsets, channel starts, channel codes, degree starts, degrees, q columns, q̄ columns,
+        slots, radial columns) for the kernels."""
+        return (lm_layout(self.degrees), *self.channels, *self.own_degrees, self.q_col, self.qbar_col, self.slot,
+                self.r_col)
+
+
+def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, sums: np.ndarray | None = None,
+                neighbors: np.ndarray | None = None):
+    """q_l (n, plan.widths["q"]), like/unlike bond counts (n, D, 2) and radial columns
+    (n, plan.widths["r"]) of the atoms in ``block`` for every definition, and a mask (n,) of
+    the atoms whose search needs a larger radius.  If ``sums`` (n, plan.widths["slots"], 2
+    (like, unlike), 2 (re, im), plan.n_lm) is given, the sums of Y_lm (m >= 0) over each
+    atom's like and unlike bonds are written into it; if ``neighbors`` (n, W) is, the
+    neighbours of the averaged definitions, nearest first, as far as they fit (their number
+    is the largest bond count of those definitions).  ``codes`` (N,) are integer species of
+    all atoms; ``grid`` a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom
+    without neighbours in a channel gets 0 there."""
     n = block.stop - block.start
-    q = np.zeros((n, len(channels), len(degrees)))
-    counts = np.zeros((n, 2), dtype=np.int64)
+    q = np.zeros((n, plan.widths["q"]))
+    counts = np.zeros((n, len(defs.kind), 2), dtype=np.int64)
+    radial = np.zeros((n, plan.widths["r"]))
+    short = np.zeros(n, dtype=np.bool_)
     if sums is None:
-        sums = np.zeros((0, 2, 2, sum(l + 1 for l in degrees)))
-    bond_kernel_for(degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, grid.k,
-                             lm_layout(degrees), _channel_codes(channels), np.array(degrees), q, counts, sums)
-    return q, counts
-
-
-def _channel_codes(channels: tuple[str, ...]) -> np.ndarray:
-    return np.array([CHANNEL_CODES[c] for c in channels])
+        sums = np.zeros((0, plan.widths["slots"], 2, 2, plan.n_lm))
+    if neighbors is None:
+        neighbors = np.zeros((0, 0), dtype=np.int32)
+    bond_kernel_for(plan.degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, defs.arrays(grid),
+                                  plan.arrays, q, counts, sums, radial, neighbors, short)
+    return q, counts, radial, short
 
 
 def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
@@ -167,61 +218,69 @@ def _add_scaled(acc, row, scale):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(cpos, start, codes, grid, k, counts, sums, channels, offset, degrees, out):
-    """out[t, c, d] = q_l of the mean of the channel-c q_lm over centre t and its neighbours in
-    channel c (Lechner-Dellago); q_lm from every atom's like/unlike Y_lm ``sums`` (N, 2,
-    2 (re, im), n_lm) and bond ``counts`` (N, 2)."""
-    m = 2 * sums.shape[3]
-    flat = sums.reshape(len(sums), 2 * m)  # per atom: the like sums (re, im), then the unlike ones
-    wanted = np.zeros(3, dtype=np.bool_)
-    for ch in channels:
-        wanted[ch] = True
-    n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
+def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
+    """out[t, qbar_col[d] + (c, l)] = q_l of the mean of the channel-c q_lm of definition d over
+    atom i = start + t and its neighbours in channel c (Lechner-Dellago); q_lm from every atom's
+    like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond ``counts`` (N, D, 2), the
+    neighbours of atom i ``neighbors[i, :counts[i, d].sum()]``."""
+    offset, ch_start, ch_codes, deg_start, deg_values, _, qbar_col, slot, _ = plan
+    n_defs = counts.shape[1]
+    m = 2 * sums.shape[4]
+    flat = sums.reshape(len(sums), sums.shape[1], 2 * m)  # per atom and slot: like sums (re, im), unlike ones
+    n_tasks = (stop - start + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
-        idx = np.empty(64, dtype=np.int64)
-        vec = np.empty((64, 3))
         acc = np.empty((3, m))  # channel (all, like, unlike), (re, im) x lm
         members = np.empty(3, dtype=np.int64)
-        for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
-            i = start + t
-            acc[:] = 0.0
-            members[:] = 0
-            for jj in range(c + 1):  # the neighbours, then the centre itself (in every channel)
-                j = i if jj == c else idx[jj]
-                like, unlike = counts[j, 0], counts[j, 1]
-                if wanted[0]:
-                    members[0] += 1
-                    if like + unlike:
-                        _add_scaled(acc[0], flat[j, :m], 1.0 / (like + unlike))
-                        _add_scaled(acc[0], flat[j, m:], 1.0 / (like + unlike))
-                same = codes[j] == codes[i]
-                if wanted[1] and same:
-                    members[1] += 1
-                    if like:
-                        _add_scaled(acc[1], flat[j, :m], 1.0 / like)
-                if wanted[2] and (jj == c or not same):
-                    members[2] += 1
-                    if unlike:
-                        _add_scaled(acc[2], flat[j, m:], 1.0 / unlike)
-            for ci in range(len(channels)):
-                ch = channels[ci]
-                for x in range(m):
-                    acc[ch, x] /= members[ch]
-                mean = acc[ch].reshape(2, m // 2)
-                for d in range(len(degrees)):
-                    out[t, ci, d] = q_l(mean, offset[degrees[d]], degrees[d])
+        wanted = np.empty(3, dtype=np.bool_)
+        for i in range(start + task * ATOMS_PER_TASK, min(stop, start + (task + 1) * ATOMS_PER_TASK)):
+            for d in range(n_defs):
+                if qbar_col[d] < 0:
+                    continue
+                s = slot[d]
+                p = counts[i, d, 0] + counts[i, d, 1]
+                wanted[:] = False
+                for ci in range(ch_start[d], ch_start[d + 1]):
+                    wanted[ch_codes[ci]] = True
+                acc[:] = 0.0
+                members[:] = 0
+                for jj in range(p + 1):  # the neighbours, then the centre itself (in every channel)
+                    j = i if jj == p else neighbors[i, jj]
+                    like, unlike = counts[j, d, 0], counts[j, d, 1]
+                    if wanted[0]:
+                        members[0] += 1
+                        if like + unlike:
+                            _add_scaled(acc[0], flat[j, s, :m], 1.0 / (like + unlike))
+                            _add_scaled(acc[0], flat[j, s, m:], 1.0 / (like + unlike))
+                    same = codes[j] == codes[i]
+                    if wanted[1] and same:
+                        members[1] += 1
+                        if like:
+                            _add_scaled(acc[1], flat[j, s, :m], 1.0 / like)
+                    if wanted[2] and (jj == p or not same):
+                        members[2] += 1
+                        if unlike:
+                            _add_scaled(acc[2], flat[j, s, m:], 1.0 / unlike)
+                n_deg = deg_start[d + 1] - deg_start[d]
+                for ci in range(ch_start[d], ch_start[d + 1]):
+                    ch = ch_codes[ci]
+                    for x in range(m):
+                        acc[ch, x] /= members[ch]
+                    mean = acc[ch].reshape(2, m // 2)
+                    column = qbar_col[d] + (ci - ch_start[d]) * n_deg
+                    for j in range(n_deg):
+                        l = deg_values[deg_start[d] + j]
+                        out[i - start, column + j] = q_l(mean, offset[l], l)
 
 
-def averaged_q(grid, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
-               degrees: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
-    """Lechner-Dellago qbar_l of the atoms in ``block``, shape (n, len(channels), len(degrees)),
-    from every atom's bond ``counts`` (N, 2) and Y_lm ``sums`` (N, 2, 2, n_lm) of
-    :func:`bond_orders` (any float type: float32 halves the memory traffic and changes
-    qbar_l by about 1e-8, below the rounding of the model's float32 input)."""
-    out = np.zeros((block.stop - block.start, len(channels), len(degrees)))
-    _average_kernel(grid.wrapped[block], block.start, codes, grid.arrays, grid.k, counts, sums,
-                    _channel_codes(channels), lm_layout(degrees), np.array(degrees), out)
+def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
+               neighbors: np.ndarray) -> np.ndarray:
+    """Lechner-Dellago q̄_l (n, plan.widths["qbar"]) of the atoms in ``block`` for the averaged
+    definitions, from every atom's bond ``counts`` (N, D, 2), Y_lm ``sums`` (N, slots, 2, 2,
+    n_lm) and ``neighbors`` (N, W) of :func:`bond_orders` (``sums`` of any float type:
+    float32 halves the memory traffic and changes q̄_l by about 1e-8, below the rounding of
+    the model's float32 input)."""
+    out = np.zeros((block.stop - block.start, plan.widths["qbar"]))
+    _average_kernel(block.start, block.stop, codes, counts, sums, neighbors, plan.arrays, out)
     return out
 
 
@@ -246,12 +305,13 @@ def _wigner_terms(l: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(triples, dtype=np.int64), np.array(coeffs)
 
 
-def invariants_w(sums: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
+def invariants_w(sums: np.ndarray, degrees: tuple[int, ...], layout: tuple[int, ...]) -> np.ndarray:
     """Normalised w_l (n, len(degrees)) from one channel's Y_lm sums or means for m >= 0
-    (n, 2 (re, im), n_lm): w_l does not depend on their scale; 0 where q_l = 0."""
+    (n, 2 (re, im), n_lm) packed for the degrees ``layout`` (which include ``degrees``): w_l
+    does not depend on their scale; 0 where q_l = 0."""
     qlm = sums[:, 0] + 1j * sums[:, 1]
     out = np.zeros((len(qlm), len(degrees)))
-    offset = lm_layout(degrees)
+    offset = lm_layout(layout)
     for j, l in enumerate(degrees):
         pos = qlm[:, offset[l] : offset[l] + l + 1]
         m = np.arange(1, l + 1)
