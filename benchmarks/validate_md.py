@@ -14,7 +14,7 @@ matrix > 4 Å outside the sphere, ``gamma_prime`` > 4 Å inside it, ``Other`` in
 The same frames go through OVITO's PTM (ordering on: fcc + L1_2 -> gamma_prime, fcc + pure
 -> fccNi) and adaptive CNA (fcc only, blind to ordering).
 
-    python benchmarks/validate_md.py                   # models/default.onnx -> results/md_validation.md
+    python benchmarks/validate_md.py                   # models/reference10.onnx -> results/md_validation.md
     python benchmarks/validate_md.py --model my.onnx --output /tmp/my.md
     python benchmarks/validate_md.py --study           # augmentation study -> results/augmentation_study.md
 """
@@ -44,7 +44,7 @@ from ovito_atomclass import load_model
 from ovito_atomclass.augment import REFERENCE_RATTLE, Augmentation
 from ovito_atomclass.crystals import REFERENCE_CLASSES, DisorderedClass, precipitate
 from ovito_atomclass.dataset import build_dataset, stratified_sample
-from ovito_atomclass.model import OTHER, default_model_path, save_model, write_atomically
+from ovito_atomclass.model import OTHER, models_dir, save_model, write_atomically
 from ovito_atomclass.spec import FeatureSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -354,7 +354,7 @@ def study(frames: dict[str, list[Atoms]], folder: Path, variants: list[str]) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=Path, default=ROOT / "out" / "md", help="cache of the MD frames")
-    parser.add_argument("--model", type=Path, default=None, help="model file (default: models/default.onnx)")
+    parser.add_argument("--model", type=Path, default=None, help="model file (default: models/reference10.onnx)")
     parser.add_argument("--output", type=Path, default=None,
                         help="Markdown result (default: benchmarks/results/md_validation.md, with --study "
                              "benchmarks/results/augmentation_study.md)")
@@ -385,7 +385,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"\n\n{table}\n")
         write_atomically(args.output or results / "augmentation_study.md", text.encode())
         return 0
-    path = Path(args.model or default_model_path()).resolve()
+    path = Path(args.model or models_dir() / "reference10.onnx").resolve()
     methods = (("ML", model_labeller(path)), ("PTM", ptm_labels),  # a bad model fails before the MD
                ("PTM, no RMSD cutoff", partial(ptm_labels, rmsd_cutoff=0.0)), ("a-CNA", cna_labels))
     tm = generate(args.frames)["T_m"]

@@ -343,8 +343,8 @@ def test_seed_model_reproduces_the_reference_precipitate_fractions():
         assert abs(percent[name] - reference) <= 1.0, (name, percent[name])
 
 
-def test_default_model_meets_its_test_targets():
-    model = load_model(models_dir() / "default.onnx")
+def test_reference10_model_meets_its_test_targets():
+    model = load_model(models_dir() / "reference10.onnx")
     assert model.classes == [*REFERENCE_NAMES, OTHER]
     test = model.summary["test"]
     assert min(test["precision"]) >= 0.99 and min(test["auc"]) >= 0.999
