@@ -45,6 +45,17 @@ class Dataset:
         """Number of rows per class name."""
         return dict(zip(self.class_names, np.bincount(self.y, minlength=len(self.class_names)).tolist(), strict=True))
 
+    def source_counts(self) -> dict[str, dict[str, list[int]]]:
+        """{class name: {template source: [configurations, rows]}}, sources sorted by name."""
+        out: dict[str, dict[str, list[int]]] = {name: {} for name in self.class_names}
+        draws, first = np.unique(self.draw, return_index=True)
+        rows = np.bincount(self.draw)
+        for draw, row in zip(draws, first, strict=True):
+            tally = out[self.class_names[self.y[row]]].setdefault(self.origins[draw], [0, 0])
+            tally[0] += 1
+            tally[1] += int(rows[draw])
+        return {name: dict(sorted(sources.items())) for name, sources in out.items()}
+
 
 def template_width(spec: FeatureSpec | FeatureSet) -> float:
     """Smallest template width (Å) so that no atom is its own neighbour: twice the largest
