@@ -13,6 +13,9 @@ settings) is trained on a stratified sample of the seed-0 data and scored
 * on molecular dynamics frames with a per-atom ``truth`` column (the extxyz cache of
   ``benchmarks/validate_lammps.py``, ``out/lammps/``): the fraction of scored atoms right in
   every case, the worst case, and the worst case against PTM;
+* on perfect crystals of real elements, each built from two different cells (an N-nearest
+  definition that cuts through a shell breaks its ties by rounding): the fraction right and
+  the lowest confidence;
 * on speed: the candidate's feature time on a 108,000-atom hot fcc frame over OVITO's
   adaptive CNA on the same frame (one thread each).
 
@@ -34,7 +37,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from ovito_atomclass.augment import Augmentation
-from ovito_atomclass.crystals import GENERAL_CLASSES
+from ovito_atomclass.crystals import GENERAL_CLASSES, supercell
 from ovito_atomclass.dataset import Dataset, build_dataset, stratified_sample
 from ovito_atomclass.features import compute_features
 from ovito_atomclass.files import write_atomically
@@ -67,6 +70,8 @@ def _candidate(*definitions: FeatureSpec) -> FeatureSet:
 BASIC = {"averaged": True}  # q4, q6, q8 and their averages over all, like, unlike
 CANDIDATES: dict[str, FeatureSet] = {
     "n12": _candidate(_definition("n12", 12, **BASIC)),
+    "n14": _candidate(_definition("n14", 14, **BASIC)),
+    "n14+r16": _candidate(_definition("n14", 14, radial=16, **BASIC)),
     "n12,n14": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, **BASIC)),
     "n12,n14,n8": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, **BASIC),
                              _definition("n8", 8, **BASIC)),
@@ -91,6 +96,9 @@ CANDIDATES: dict[str, FeatureSet] = {
                                        _definition("n14", 14, **BASIC)),
     "rel12+counts+r16,n12": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC),
                                        _definition("n12", 12, **BASIC)),
+    "rel12,n12": _candidate(_definition("rel12", 12, 1.25, **BASIC), _definition("n12", 12, **BASIC)),
+    "rel12+counts,n12": _candidate(_definition("rel12", 12, 1.25, counts=True, **BASIC),
+                                   _definition("n12", 12, **BASIC)),
 }
 
 HOT_RATTLE = tuple(float(v) for v in np.round(np.linspace(0.0, 0.08, 9), 3))
@@ -217,6 +225,44 @@ def cna_time(frame) -> float:
     return float(np.median(times))
 
 
+def perfect_crystals() -> list[tuple[str, object, str]]:
+    """``(name, atoms, class)`` of perfect crystals of real elements, each built twice: from
+    the conventional cell and from the primitive (or another) cell, so that N-nearest
+    definitions that cut through a shell break their ties differently."""
+    from ase.build import bulk
+
+    def ordered(kind: str, a: float, c: float | None = None):
+        atoms = bulk("Cu", "fcc", a=a, cubic=True)
+        if kind == "L1_2":
+            atoms.symbols[0] = "Au"
+        else:
+            atoms.set_cell(np.diag([a, a, c]), scale_atoms=True)
+            atoms.symbols[np.isclose(atoms.get_scaled_positions()[:, 2], 0.5)] = "Au"
+        return atoms
+
+    crystals = [("Cu", bulk("Cu", "fcc", a=3.615, cubic=True), bulk("Cu", "fcc", a=3.615), "fcc"),
+                ("W", bulk("W", "bcc", a=3.165, cubic=True), bulk("W", "bcc", a=3.165), "bcc"),
+                ("Ti", bulk("Ti", "hcp", a=2.951, c=4.686, orthorhombic=True), bulk("Ti", "hcp", a=2.951, c=4.686),
+                 "hcp"),
+                ("Si", bulk("Si", "diamond", a=5.431, cubic=True), bulk("Si", "diamond", a=5.431), "diamond"),
+                ("Cu3Au", ordered("L1_2", 3.75), ordered("L1_2", 3.75).repeat((1, 1, 2)), "L1_2"),
+                ("CuAu", ordered("L1_0", 3.96, 3.67), ordered("L1_0", 3.96, 3.67).repeat((2, 1, 1)), "L1_0"),
+                ("NiAl", bulk("NiAl", "cesiumchloride", a=2.887), bulk("NiAl", "cesiumchloride", a=2.887,
+                                                                     orthorhombic=True), "B2")]
+    return [(f"{name} {how}", supercell(cell, 16.0), expected) for name, conventional, other, expected in crystals
+            for how, cell in (("conventional", conventional), ("other cell", other))]
+
+
+def on_perfect(model, candidate: FeatureSet, class_names: list[str]) -> tuple[float, float]:
+    """Fraction right and the lowest top probability over :func:`perfect_crystals`."""
+    right, lowest = [], 1.0
+    for _, atoms, expected in perfect_crystals():
+        proba = model.predict_proba(compute_features(atoms, candidate))
+        right.append(np.mean(np.array(class_names)[proba.argmax(axis=1)] == expected))
+        lowest = min(lowest, float(proba.max(axis=1).min()))
+    return float(np.mean(right)), lowest
+
+
 def speed_frame():
     """108,000 atoms of fcc rattled by 0.05 nearest-neighbour distances, two species."""
     from ase.build import bulk
@@ -282,6 +328,7 @@ def study(candidates: list[str], augmentations: list[str], frames: Frames | None
             record = {"candidate": name, "augmentation": aug, "features": len(cols),
                       "fit_seconds": time.perf_counter() - t0, "held_out": held_out(model, test, cols),
                       "feature_time": feature_time(candidate, timing), "cna_time": cna}
+            record["perfect"] = on_perfect(model, candidate, train.class_names)
             if frames is not None:
                 record["frames"] = on_frames(model, candidate, train.class_names, frames)
             records.append(record)
@@ -296,6 +343,7 @@ def summary_row(record: dict, class_names: list[str], frames: Frames | None) -> 
              f"{100 * h['accuracy']:.2f}", f"{100 * h['recall'][worst]:.1f} ({class_names[worst]})",
              f"{100 * min(h['precision']):.1f}", f"{100 * h['hot']:.2f}",
              " ".join(f"{k} {100 * v:.0f}" for k, v in h["defects"].items()),
+             f"{100 * record['perfect'][0]:.1f} / {record['perfect'][1]:.2f}",
              f"{record['feature_time'] / record['cna_time']:.2f}"]
     if frames is not None:
         scores = record["frames"]
@@ -309,7 +357,8 @@ def summary_row(record: dict, class_names: list[str], frames: Frames | None) -> 
 
 def report(records: list[dict], class_names: list[str], frames: Frames | None, seconds: float) -> str:
     head = ["candidate", "augmentation", "features", "held-out accuracy %", "worst recall %", "worst precision %",
-            "hot accuracy %", "defect sources right %", "feature time / a-CNA"]
+            "hot accuracy %", "defect sources right %", "perfect crystals right % / lowest confidence",
+            "feature time / a-CNA"]
     if frames is not None:
         head += ["worst MD case %", "worst margin over PTM (points)"]
     lines = ["# Feature and augmentation study for the general model\n",

@@ -352,13 +352,15 @@ SURFACES = ((1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1), (3, 1, 0), (3
 """Miller indices of the surfaces of the general library's slabs (hcp: of its orthorhombic cell)."""
 
 
-def surface_template(rng: np.random.Generator, d: float, width: float, kind: str, chemistry: str) -> Atoms:
-    """A slab of lattice ``kind`` with a surface of random :data:`SURFACES` on each side,
-    at least ``width`` (Å) thick, with as much vacuum, periodic along the surface; the
-    outermost atoms (fewer nearest neighbours than in the bulk) are marked."""
+def surface_template(rng: np.random.Generator, d: float, width: float, kind: str, chemistry: str,
+                     miller: tuple[int, int, int] | None = None) -> Atoms:
+    """A slab of lattice ``kind`` with a surface of Miller indices ``miller`` (default: one of
+    :data:`SURFACES` at random) on each side, at least ``width`` (Å) thick, with as much
+    vacuum, periodic along the surface; the outermost atoms (fewer nearest neighbours than in
+    the bulk) are marked."""
     from ase.build import surface
 
-    miller = SURFACES[rng.integers(len(SURFACES))]
+    miller = miller or SURFACES[rng.integers(len(SURFACES))]
     cell = _lattice(kind, d, rng)
     layers = 2
     while np.ptp((slab := surface(cell, miller, layers, vacuum=0.5 * width)).positions[:, 2]) < width:
