@@ -6,7 +6,7 @@ built once per augmentation with the union of all candidate neighbour definition
 takes its own columns from it.  For each candidate a random forest (the shipped classifier's
 settings) is trained on a stratified sample of the seed-0 data and scored
 
-* on held-out data (seed 1 of augmentation ``hot08`` whatever the training augmentation: other
+* on held-out data (seed 1 of augmentation ``hot10`` whatever the training augmentation: other
   templates, species, lattice constants and draws): the worst
   class recall and precision on a stratified sample, the accuracy on the hottest templates
   (rattled by >= 0.06 nearest-neighbour distances), and the accuracy per defect source;
@@ -21,7 +21,7 @@ settings) is trained on a stratified sample of the seed-0 data and scored
 
     python benchmarks/general_study.py                      # all candidates -> results/general_study.md
     python benchmarks/general_study.py --candidates rel12 n12,n14 --output /tmp/s.md
-    python benchmarks/general_study.py --augmentations hot10 --frames ../lammps/out/lammps
+    python benchmarks/general_study.py --augmentations hot06 hot08 hot10 hot12 --candidates general.toml
 """
 
 from __future__ import annotations
@@ -30,24 +30,24 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from ovito_atomclass.augment import Augmentation
-from ovito_atomclass.crystals import GENERAL_CLASSES, supercell
+from ovito_atomclass.crystals import GENERAL_CLASSES, OUTSIDE_LIBRARY, source_name, supercell
 from ovito_atomclass.dataset import Dataset, build_dataset, stratified_sample
 from ovito_atomclass.features import compute_features
 from ovito_atomclass.files import write_atomically
 from ovito_atomclass.spec import FeatureSet, FeatureSpec
+from ovito_atomclass.training import read_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "out" / "general_study"
-HELD_OUT = "hot08"  # every candidate and augmentation is scored on this augmentation's seed-1 data set
+HELD_OUT = "hot10"  # every candidate and augmentation is scored on this augmentation's seed-1 data set
 HOT = 0.06  # rattling (nearest-neighbour distances) from which a held-out template counts as hot
-PER_CLASS = 3000  # training atoms per class
 TEST_PER_CLASS = 2000  # held-out atoms per class for recall and precision
 DEGREES = (4, 6, 8, 10, 12)
 
@@ -58,8 +58,7 @@ def _definition(label: str, n: int, relative: float | None = None, **extras) -> 
 
 SUPERSET = FeatureSet(tuple(
     _definition(label, n, relative, degrees=DEGREES, averaged=True, counts=True, radial=16)
-    for label, n, relative in (("n8", 8, None), ("n12", 12, None), ("n14", 14, None), ("n16", 16, None),
-                               ("rel12", 12, 1.25), ("rel12w", 12, 1.35))))
+    for label, n, relative in (("n12", 12, None), ("n14", 14, None), ("rel12", 12, 1.25))))
 """Every neighbour definition of the study with every extra; candidates are subsets."""
 
 
@@ -73,43 +72,37 @@ CANDIDATES: dict[str, FeatureSet] = {
     "n14": _candidate(_definition("n14", 14, **BASIC)),
     "n14+r16": _candidate(_definition("n14", 14, radial=16, **BASIC)),
     "n12,n14": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, **BASIC)),
-    "n12,n14,n8": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, **BASIC),
-                             _definition("n8", 8, **BASIC)),
-    "n12,n16,n8": _candidate(_definition("n12", 12, **BASIC), _definition("n16", 16, **BASIC),
-                             _definition("n8", 8, **BASIC)),
     "n12+r16,n14": _candidate(_definition("n12", 12, radial=16, **BASIC), _definition("n14", 14, **BASIC)),
     "n12+counts+r16,n14": _candidate(_definition("n12", 12, radial=16, counts=True, **BASIC),
                                      _definition("n14", 14, **BASIC)),
-    "n12,n14+r16": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, radial=16, **BASIC)),
     "n12,n14(all)": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, channels=("all",), **BASIC)),
     "n12,n14(q only)": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14)),
     "n12(q only),n14": _candidate(_definition("n12", 12), _definition("n14", 14, **BASIC)),
     "n12,n14, l=4,6": _candidate(_definition("n12", 12, degrees=(4, 6), **BASIC),
                                  _definition("n14", 14, degrees=(4, 6), **BASIC)),
     "rel12": _candidate(_definition("rel12", 12, 1.25, **BASIC)),
-    "rel12+counts": _candidate(_definition("rel12", 12, 1.25, counts=True, **BASIC)),
     "rel12+counts+r16": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC)),
-    "rel12w+counts+r16": _candidate(_definition("rel12w", 12, 1.35, counts=True, radial=16, **BASIC)),
     "rel12+counts+r16, l<=12": _candidate(_definition("rel12", 12, 1.25, degrees=DEGREES, counts=True, radial=16,
                                                       **BASIC)),
-    "rel12+counts+r16,n14": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC),
-                                       _definition("n14", 14, **BASIC)),
     "rel12+counts+r16,n12": _candidate(_definition("rel12", 12, 1.25, counts=True, radial=16, **BASIC),
                                        _definition("n12", 12, **BASIC)),
     "rel12,n12": _candidate(_definition("rel12", 12, 1.25, **BASIC), _definition("n12", 12, **BASIC)),
-    "rel12+counts,n12": _candidate(_definition("rel12", 12, 1.25, counts=True, **BASIC),
-                                   _definition("n12", 12, **BASIC)),
 }
 
-HOT_RATTLE = tuple(float(v) for v in np.round(np.linspace(0.0, 0.08, 9), 3))
+GENERAL = read_config(ROOT / "configs" / "general.toml")  # the shipped model's configuration
+CANDIDATES["general.toml"] = GENERAL.spec
+
+
+def _uniform(top: float, draws: int) -> Augmentation:
+    """Rattling uniform from 0 to ``top`` nearest-neighbour distances in steps of 0.01, otherwise the shipped
+    augmentation."""
+    return replace(GENERAL.augmentation, rattle=tuple(float(v) for v in np.round(np.arange(0.0, top + 1e-9, 0.01), 3)),
+                   draws=draws)
+
+
 AUGMENTATIONS = {  # rattling in nearest-neighbour distances; Lindemann ratio = width * sqrt(3)
-    "hot08": Augmentation(rattle=HOT_RATTLE, draws=4, strain=0.03, relative=True),
-    "hot10": Augmentation(rattle=tuple(float(v) for v in np.round(np.linspace(0.0, 0.10, 11), 3)), draws=3,
-                          strain=0.03, relative=True),
-    "hot12": Augmentation(rattle=tuple(float(v) for v in np.round(np.linspace(0.0, 0.12, 13), 3)), draws=3,
-                          strain=0.03, relative=True),
-    "hot06": Augmentation(rattle=tuple(float(v) for v in np.round(np.linspace(0.0, 0.06, 7), 3)), draws=5,
-                          strain=0.03, relative=True),
+    "general.toml": GENERAL.augmentation,
+    "hot06": _uniform(0.06, 5), "hot08": _uniform(0.08, 4), "hot10": _uniform(0.10, 3), "hot12": _uniform(0.12, 3),
 }
 
 
@@ -120,7 +113,9 @@ def dataset(augmentation: str, seed: int) -> Dataset:
     """The general library's data set with all :data:`SUPERSET` columns (float32), cached."""
     path = CACHE / f"{augmentation}_seed{seed}.npz"
     key = json.dumps({"spec": SUPERSET.to_dict(), "augmentation": AUGMENTATIONS[augmentation].to_dict(),
-                      "classes": list(GENERAL_CLASSES)}, sort_keys=True)
+                      "classes": {name: [(w, source_name(s)) for w, s in c.sources]
+                                  for name, c in GENERAL_CLASSES.items()},
+                      "outside": list(OUTSIDE_LIBRARY)}, sort_keys=True)
     if path.is_file():
         cached = np.load(path, allow_pickle=False)
         if str(cached["key"]) == key:
@@ -148,8 +143,9 @@ def columns(candidate: FeatureSet) -> np.ndarray:
 
 
 def forest(seed: int = 0) -> RandomForestClassifier:
-    """The shipped classifier's settings (configs/general.toml)."""
-    return RandomForestClassifier(n_estimators=50, max_depth=20, min_samples_leaf=1, n_jobs=2, random_state=seed)
+    """The shipped classifier: the forest of configs/general.toml."""
+    grid = {key.removeprefix("clf__"): values[0] for key, values in GENERAL.models["forest"].items()}
+    return RandomForestClassifier(**grid, n_jobs=2, random_state=seed)
 
 
 # --- scores ------------------------------------------------------------------------------
@@ -157,12 +153,28 @@ def forest(seed: int = 0) -> RandomForestClassifier:
 
 @dataclass
 class Frames:
-    """MD cases: ``cases`` {name: list of ASE frames with a per-atom ``truth`` code}, the
-    class name of each code ``classes`` (-1 = not scored), PTM's and a-CNA's score per case."""
+    """MD frames: ``runs`` {file stem: frames with a per-atom ``truth`` code and
+    ``info["temperature"]``}, the class name of each code ``classes`` (-1 = not scored), and
+    PTM's and a-CNA's fraction right per case ``reference`` {case: {"ptm": f, "cna": f}}."""
 
-    cases: dict
+    runs: dict
     classes: tuple[str, ...]
     reference: dict
+
+    def score(self, labeller) -> dict[str, float]:
+        """Fraction right per case "stem T K class" of ``labeller(frame)`` (class names (N,))."""
+        right: dict[str, list[int]] = {}
+        for stem, run in self.runs.items():
+            for frame in run:
+                truth = frame.arrays["truth"]
+                labels = np.asarray(labeller(frame))
+                for code in np.unique(truth[truth >= 0]):
+                    mask = truth == code
+                    tally = right.setdefault(f"{stem} {frame.info.get('temperature', 0):.0f} K {self.classes[code]}",
+                                             [0, 0])
+                    tally[0] += int(np.count_nonzero(labels[mask] == self.classes[code]))
+                    tally[1] += int(np.count_nonzero(mask))
+        return {case: good / total for case, (good, total) in right.items()}
 
 
 def held_out(model, data: Dataset, cols: np.ndarray) -> dict:
@@ -187,17 +199,7 @@ def held_out(model, data: Dataset, cols: np.ndarray) -> dict:
 
 def on_frames(model, candidate: FeatureSet, class_names: list[str], frames: Frames) -> dict[str, float]:
     """Fraction of the scored atoms of every case whose predicted class is their truth."""
-    scores = {}
-    for case, run in frames.cases.items():
-        good = total = 0
-        for frame in run:
-            truth = frame.arrays["truth"]
-            scored = truth >= 0
-            predicted = np.array(class_names)[model.predict(compute_features(frame, candidate)[scored])]
-            good += int(np.count_nonzero(predicted == np.array(frames.classes)[truth[scored]]))
-            total += int(np.count_nonzero(scored))
-        scores[case] = good / max(total, 1)
-    return scores
+    return frames.score(lambda frame: np.array(class_names)[model.predict(compute_features(frame, candidate))])
 
 
 def feature_time(candidate: FeatureSet, frame) -> float:
@@ -278,8 +280,9 @@ def speed_frame():
 
 
 def load_frames(folder: Path, validation: Path) -> Frames | None:
-    """The cached cases of ``benchmarks/validate_lammps.py`` (module at ``validation``) in
-    ``folder``, with PTM's and adaptive CNA's scores; None if there are none yet."""
+    """The cached cases of ``benchmarks/validate_lammps.py`` (module at ``validation``: its
+    ``CLASSES``, ``ptm_labels`` and ``cna_labels``) in ``folder``, with PTM's and adaptive
+    CNA's scores; None if there are none yet."""
     if not folder.is_dir() or not validation.is_file():
         return None
     import importlib.util
@@ -290,23 +293,14 @@ def load_frames(folder: Path, validation: Path) -> Frames | None:
     module = importlib.util.module_from_spec(spec)
     sys.modules["validate_lammps"] = module
     spec.loader.exec_module(module)
-    cases = {path.stem: read(path, index=":") for path in sorted(folder.glob("*.extxyz"))}
-    if not cases:
+    runs = {path.stem: read(path, index=":") for path in sorted(folder.glob("*.extxyz"))}
+    if not runs:
         return None
-    reference = {}
+    frames = Frames(runs, tuple(module.CLASSES), {})
     for name in ("ptm", "cna"):
-        labeller = getattr(module, f"{name}_labels", None)
-        if labeller is None:
-            continue
-        for case, run in cases.items():
-            good = total = 0
-            for frame in run:
-                truth = frame.arrays["truth"]
-                scored = truth >= 0
-                good += int(np.count_nonzero(np.asarray(labeller(frame))[scored] == truth[scored]))
-                total += int(np.count_nonzero(scored))
-            reference.setdefault(case, {})[name] = good / max(total, 1)
-    return Frames(cases, tuple(module.CLASSES), reference)
+        for case, value in frames.score(getattr(module, f"{name}_labels")).items():
+            frames.reference.setdefault(case, {})[name] = value
+    return frames
 
 
 # --- the study ---------------------------------------------------------------------------
@@ -319,7 +313,7 @@ def study(candidates: list[str], augmentations: list[str], frames: Frames | None
     records = []
     for aug in augmentations:
         train, test = dataset(aug, 0), dataset(HELD_OUT, 1)
-        rows = stratified_sample(train.y, PER_CLASS, np.random.default_rng(0))
+        rows = stratified_sample(train.y, GENERAL.per_class, np.random.default_rng(0))
         for name in candidates:
             candidate = CANDIDATES[name]
             cols = columns(candidate)
@@ -363,7 +357,8 @@ def report(records: list[dict], class_names: list[str], frames: Frames | None, s
         head += ["worst MD case %", "worst margin over PTM (points)"]
     lines = ["# Feature and augmentation study for the general model\n",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `python benchmarks/general_study.py`, "
-             f"{seconds / 60:.0f} min. Random forest (50 trees, depth <= 20) on {PER_CLASS} atoms per class of "
+             f"{seconds / 60:.0f} min. The shipped random forest ({forest().get_params()['n_estimators']} trees) "
+             f"on {GENERAL.per_class} atoms per class of "
              f"the seed-0 data set; held-out scores on {TEST_PER_CLASS} atoms per class of the seed-1 {HELD_OUT} "
              f"data set; hot: "
              f"templates rattled by >= {HOT} nearest-neighbour distances. Timing: features of 108,000 atoms over "
@@ -372,14 +367,11 @@ def report(records: list[dict], class_names: list[str], frames: Frames | None, s
     lines += [summary_row(r, class_names, frames) for r in records]
     if frames is not None:
         cases = list(next(iter(records))["frames"])
+        runs = [f"{r['candidate']}, {r['augmentation']}" for r in records]
         lines += ["", "## Every MD case (% of scored atoms right)", "",
-                  "| candidate | augmentation | " + " | ".join(cases) + " |", "|" + "---|" * (2 + len(cases)),
-                  "| PTM | | " + " | ".join(f"{100 * frames.reference[c].get('ptm', np.nan):.1f}" for c in cases)
-                  + " |",
-                  "| a-CNA | | " + " | ".join(f"{100 * frames.reference[c].get('cna', np.nan):.1f}" for c in cases)
-                  + " |"]
-        lines += [f"| {r['candidate']} | {r['augmentation']} | " + " | ".join(f"{100 * r['frames'][c]:.1f}"
-                                                                             for c in cases) + " |" for r in records]
+                  "| case | PTM | a-CNA | " + " | ".join(runs) + " |", "|" + "---|" * (3 + len(runs))]
+        lines += [f"| {c} | " + " | ".join(f"{100 * frames.reference[c].get(m, np.nan):.1f}" for m in ("ptm", "cna"))
+                  + " | " + " | ".join(f"{100 * r['frames'][c]:.1f}" for r in records) + " |" for c in cases]
     lines += ["", "## Per-class held-out recall (%)", "",
               "| candidate | augmentation | " + " | ".join(class_names) + " |", "|" + "---|" * (2 + len(class_names))]
     lines += [f"| {r['candidate']} | {r['augmentation']} | "
@@ -391,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
                         metavar="NAME", help=f"feature candidates (default all): {', '.join(CANDIDATES)}")
-    parser.add_argument("--augmentations", nargs="+", default=["hot08"], choices=list(AUGMENTATIONS),
-                        metavar="NAME", help=f"augmentations (default hot08): {', '.join(AUGMENTATIONS)}")
+    parser.add_argument("--augmentations", nargs="+", default=["general.toml"], choices=list(AUGMENTATIONS),
+                        metavar="NAME", help=f"augmentations (default general.toml): {', '.join(AUGMENTATIONS)}")
     parser.add_argument("--frames", type=Path, default=ROOT / "out" / "lammps",
                         help="cache of the LAMMPS validation frames (default out/lammps)")
     parser.add_argument("--validation", type=Path, default=ROOT / "benchmarks" / "validate_lammps.py",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+from ase.neighborlist import neighbor_list
 from ase.spacegroup import crystal
 from scipy.spatial import cKDTree
 
@@ -229,10 +230,15 @@ def _lattice(kind: str, d: float, rng: np.random.Generator) -> Atoms:
     """The conventional cell of lattice ``kind`` with nearest-neighbour distance ``d`` (Å);
     the atomic numbers 1, 2, ... number the sublattices of an ordering (1 alone for a
     plain lattice)."""
-    cubic = {"fcc": d * np.sqrt(2.0), "bcc": 2.0 * d / np.sqrt(3.0), "diamond": 4.0 * d / np.sqrt(3.0), "sc": d}
-    if kind in ("fcc", "bcc", "diamond", "sc"):
-        return bulk("H", "fcc" if kind == "fcc" else "bcc" if kind == "bcc" else kind if kind == "diamond"
-                    else "sc", a=cubic[kind], cubic=True)
+    cubic = {"fcc": d * np.sqrt(2.0), "bcc": 2.0 * d / np.sqrt(3.0), "diamond": 4.0 * d / np.sqrt(3.0)}
+    if kind in cubic:
+        return bulk("H", kind, a=cubic[kind], cubic=True)
+    if kind in OUTSIDE_LIBRARY:
+        numbers, basis, spacegroup, cellpar, setting = OUTSIDE_LIBRARY[kind]
+        atoms = crystal([int(z) for z in numbers], basis=basis, spacegroup=spacegroup, cellpar=cellpar, setting=setting)
+        nearest = neighbor_list("d", atoms, 1.5 * atoms.cell.lengths().max()).min()
+        atoms.set_cell(atoms.cell.array * (d / nearest), scale_atoms=True)
+        return atoms
     if kind == "hcp":
         c_over_a = IDEAL_C_OVER_A if rng.random() < 0.25 else rng.uniform(*HCP_C_OVER_A)
         return bulk("H", "hcp", a=d, c=c_over_a * d, orthorhombic=True)
@@ -260,15 +266,26 @@ def _lattice(kind: str, d: float, rng: np.random.Generator) -> Atoms:
         atoms = crystal(["He", "H"], basis=[(1 / 3, 2 / 3, 0.25), (5 / 6, 2 / 3, 0.25)], spacegroup=194,
                         cellpar=[2 * d, 2 * d, c_over_a * d, 90, 90, 120])
         return atoms
-    if kind == "rocksalt":
-        return bulk("HHe", "rocksalt", a=2.0 * d, cubic=True)
-    if kind == "hexagonal_diamond":  # lonsdaleite: P6_3/mmc, 4f with z = 1/16
-        return crystal(["H"], basis=[(1 / 3, 2 / 3, 1 / 16)], spacegroup=194,
-                       cellpar=[np.sqrt(8 / 3) * d, np.sqrt(8 / 3) * d, 8 / 3 * d, 90, 90, 120])
-    if kind == "A15":  # Cr3Si: B on the bcc sites, A in pairs on the cube faces; d is the A-A distance
-        a = 2.0 * d
-        return crystal(["He", "H"], basis=[(0, 0, 0), (0.25, 0, 0.5)], spacegroup=223, cellpar=[a, a, a, 90, 90, 90])
     raise ValueError(f"unknown lattice {kind!r}")
+
+
+OUTSIDE_LIBRARY = {
+    # name: (sublattice of each Wyckoff site, its coordinates, space group, cell (Å, degrees), setting);
+    # built with ase.spacegroup.crystal and scaled to the nearest-neighbour distance drawn
+    "sc": ((1,), [(0, 0, 0)], 221, [1, 1, 1, 90, 90, 90], 1),
+    "rocksalt": ((1, 2), [(0, 0, 0), (0.5, 0.5, 0.5)], 225, [1, 1, 1, 90, 90, 90], 1),
+    "A15": ((2, 1), [(0, 0, 0), (0.25, 0, 0.5)], 223, [1, 1, 1, 90, 90, 90], 1),  # Cr3Si, beta-W
+    "hexagonal_diamond": ((1,), [(1 / 3, 2 / 3, 1 / 16)], 194, [1.633, 1.633, 2.667, 90, 90, 120], 1),
+    "beta_Sn": ((1,), [(0, 0, 0)], 141, [5.83, 5.83, 3.18, 90, 90, 90], 1),
+    "A7": ((1,), [(0, 0, 0.227)], 166, [3.76, 3.76, 10.55, 90, 90, 120], 1),  # alpha-As, Sb, Bi
+    "beta_Mn": ((1, 2), [(0.0636, 0.0636, 0.0636), (0.125, 0.2022, 0.4522)], 213, [6.315, 6.315, 6.315, 90, 90, 90],
+                1),
+    "NiAs": ((1, 2), [(0, 0, 0), (1 / 3, 2 / 3, 0.25)], 194, [3.62, 3.62, 5.03, 90, 90, 120], 1),
+    "C15": ((1, 2), [(0.125, 0.125, 0.125), (0.5, 0.5, 0.5)], 227, [7.05, 7.05, 7.05, 90, 90, 90], 2),  # MgCu2
+    "graphite": ((1, 1), [(0, 0, 0.25), (1 / 3, 2 / 3, 0.25)], 194, [2.46, 2.46, 6.71, 90, 90, 120], 1),
+}
+"""Crystals outside the library (``Other``): elemental and ordered structures that are none of
+the library's lattices and orderings."""
 
 
 FIRST_SHELL = {"fcc": 12, "hcp": 12, "bcc": 8, "diamond": 4, "L1_2": 12, "L1_0": 12, "B2": 8, "D0_3": 8,
@@ -297,7 +314,6 @@ def _species(atoms: Atoms, chemistry: str, rng: np.random.Generator) -> Atoms:
 
 def coordination(atoms: Atoms, cutoff: float) -> np.ndarray:
     """Number of atoms within ``cutoff`` (Å) of every atom (N,), periodic images included."""
-    from ase.neighborlist import neighbor_list
 
     return np.bincount(neighbor_list("i", atoms, cutoff), minlength=len(atoms))
 
@@ -383,21 +399,27 @@ def polycrystal_template(rng: np.random.Generator, d: float, width: float, kind:
     """``grains`` randomly oriented grains of lattice ``kind`` (fcc, bcc or hcp) filling the
     Voronoi cells of random centres in a cube, not periodic: ``width`` (Å) plus 4 ``d`` (the
     nearest-neighbour distance, Å) of margin on every side; of two atoms closer than 0.7
-    ``d`` one is removed.  The atoms that adaptive CNA calls ``Other`` (grain boundaries and
-    triple lines) and that lie at least 4 ``d`` inside the cube are marked."""
+    ``d`` one is removed.  The atoms that both adaptive CNA and PTM (RMSD cutoff 0.15) call
+    ``Other`` (grain boundaries and triple lines; an atom whose own neighbours still form a
+    nearly perfect crystal next to a boundary is left out: unrelaxed, it would teach that such
+    a crystal is ``Other``) and that lie at least 4 ``d`` inside the cube are marked."""
     from ovito.io.ase import ase_to_ovito
-    from ovito.modifiers import CommonNeighborAnalysisModifier
+    from ovito.modifiers import CommonNeighborAnalysisModifier, PolyhedralTemplateMatchingModifier
 
     margin = 4.0 * d
     box = width + 2.0 * margin
     centres = margin + rng.random((grains, 3)) * width
     cell = _lattice(kind, d, rng)
-    reach = int(np.ceil(np.sqrt(3.0) * box / cell.cell.lengths().min())) + 1
-    grid = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    lattice = ((grid @ cell.cell.array)[:, None, :] + cell.positions[None, :, :]).reshape(-1, 3)
+    corners = np.array(np.meshgrid([0.0, box], [0.0, box], [0.0, box], indexing="ij")).reshape(3, -1).T
     positions = []
     for g in range(grains):
-        points = lattice @ _random_rotation(rng).T + centres[g]
+        rotation = _random_rotation(rng)
+        # the cells whose atoms can land in the cube: cell indices of its corners in the grain's frame
+        index = (corners - centres[g]) @ rotation @ np.linalg.inv(cell.cell.array)
+        axes = [np.arange(np.floor(lo) - 1, np.ceil(hi) + 1) for lo, hi in zip(index.min(0), index.max(0), strict=True)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        lattice = ((grid @ cell.cell.array)[:, None, :] + cell.positions[None, :, :]).reshape(-1, 3)
+        points = lattice @ rotation.T + centres[g]
         points = points[np.all((points >= 0) & (points < box), axis=1)]
         nearest = np.argmin(np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=2), axis=1)
         positions.append(points[nearest == g])
@@ -408,9 +430,11 @@ def polycrystal_template(rng: np.random.Generator, d: float, width: float, kind:
         if keep[i] and keep[j]:
             keep[j] = False
     atoms = atoms[keep]
-    data = ase_to_ovito(atoms)
-    data.apply(CommonNeighborAnalysisModifier())
-    defect = np.asarray(data.particles["Structure Type"]) == CommonNeighborAnalysisModifier.Type.OTHER
+    defect = np.ones(len(atoms), dtype=bool)
+    for method in (CommonNeighborAnalysisModifier(), PolyhedralTemplateMatchingModifier(rmsd_cutoff=0.15)):
+        data = ase_to_ovito(atoms)
+        data.apply(method)
+        defect &= np.asarray(data.particles["Structure Type"]) == 0  # OTHER in both
     inside = np.all((atoms.positions >= margin) & (atoms.positions < box - margin), axis=1)
     atoms.arrays[MEMBERS] = defect & inside
     return _species(atoms, chemistry, rng)
@@ -438,8 +462,6 @@ def squeezed_template(rng: np.random.Generator, d: float, width: float, kind: st
     each extra atom and the two it squeezes (half the nearest-neighbour distance ``d``, Å)
     are marked."""
     atoms = bulk_template(rng, d, width, kind, "pure")
-    from ase.neighborlist import neighbor_list
-
     i, j, vectors = neighbor_list("ijD", atoms, 1.05 * d)
     bonds = rng.choice(len(i), size=max(1, len(atoms) // 30), replace=False)
     squeezed = np.zeros(len(atoms), dtype=bool)
@@ -504,8 +526,9 @@ def _general_classes() -> dict[str, GeneralClass]:
             else ("ordered",)
 
     other = [(0.9, liquid_template), (0.23, displaced_template)]
-    other += [(0.13, _bulk(kind, chem)) for kind, chem in (("sc", "pure"), ("rocksalt", "ordered"), ("A15", "ordered"),
-                                                           ("A15", "pure"), ("hexagonal_diamond", "pure"))]
+    outside = [(kind, "pure") for kind in OUTSIDE_LIBRARY] + [(kind, "ordered") for kind, (numbers, *_) in
+                                                              OUTSIDE_LIBRARY.items() if max(numbers) > 1]
+    other += [(0.65 / len(outside), _bulk(kind, chem)) for kind, chem in outside]
     other += [(0.13, p(surface_template, kind=k, chemistry=c)) for k in FIRST_SHELL for c in chemistries(k)]
     other += [(0.24, p(polycrystal_template, kind=k, chemistry=c)) for k in ("fcc", "bcc", "hcp")
               for c in ("pure", "solution")]

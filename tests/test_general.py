@@ -9,6 +9,7 @@ from ase.neighborlist import neighbor_list
 from ovito.io.ase import ase_to_ovito
 from ovito.modifiers import CommonNeighborAnalysisModifier as CNA
 
+from ovito_atomclass import compute_features, load_model
 from ovito_atomclass.augment import NN_DISTANCE, Augmentation, copies
 from ovito_atomclass.crystals import (
     GENERAL_CLASSES,
@@ -20,9 +21,11 @@ from ovito_atomclass.crystals import (
     squeezed_template,
     stacking_moves,
     stacking_template,
+    supercell,
     surface_template,
 )
 from ovito_atomclass.dataset import build_dataset
+from ovito_atomclass.model import models_dir
 from ovito_atomclass.spec import FeatureSpec
 from ovito_atomclass.training import parse_config
 
@@ -85,8 +88,8 @@ def test_orderings_have_their_composition_and_like_unlike_neighbours(kind, ratio
     species = by_species(atoms)
     assert species[0].sum() == ratio * species[1].sum()
     like, unlike = shells(atoms, 2.5, 1.04 if kind not in ("L1_0", "D0_19") else 1.08)  # tetragonal, real c/a
-    assert set(zip(like[species[0]], unlike[species[0]])) == majority
-    assert set(zip(like[species[1]], unlike[species[1]])) == minority
+    assert set(zip(like[species[0]], unlike[species[0]], strict=True)) == majority
+    assert set(zip(like[species[1]], unlike[species[1]], strict=True)) == minority
 
 
 def test_b2_and_d0_3_second_shells():
@@ -135,7 +138,7 @@ def test_surfaces_mark_the_outermost_layer():
 
 
 def test_polycrystal_grain_boundaries_are_inside_the_margin_and_nothing_overlaps():
-    atoms = polycrystal_template(RNG(8), 2.5, 12.0, "bcc", "pure")
+    atoms = polycrystal_template(RNG(8), 2.5, 8.0, "bcc", "pure")
     d = atoms.get_all_distances()
     np.fill_diagonal(d, np.inf)
     assert d.min() >= 0.7 * 2.5 and not atoms.pbc.any()
@@ -213,3 +216,72 @@ REAL_CRYSTALS = {  # name: (unit cell, repeats, expected class)
     "L1_0 CuAu": (_l10(3.96, 3.67), 4, "L1_0"),
     "B2 NiAl": (bulk("NiAl", "cesiumchloride", a=2.887), 5, "B2"),
 }
+THRESHOLD = 0.5  # the recommended default threshold of the modifier (see README, "Shipped models")
+
+
+@pytest.fixture(scope="module")
+def general():
+    model = load_model(models_dir() / "default.onnx")
+    assert model.classes == GENERAL_NAMES
+    return model
+
+
+def classify(model, atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Class names (N,) and confidence (N,) of the general model, as the modifier gives them
+    (below :data:`THRESHOLD` = Other)."""
+    proba = model.predict_proba(compute_features(atoms, model.spec))
+    labels = np.array(model.classes)[proba.argmax(axis=1)]
+    return np.where(proba.max(axis=1) >= THRESHOLD, labels, "Other"), proba.max(axis=1)
+
+
+@pytest.mark.parametrize("name", list(REAL_CRYSTALS))
+def test_general_model_names_perfect_and_rattled_crystals_of_real_elements(general, name):
+    cell, repeats, expected = REAL_CRYSTALS[name]
+    atoms = cell * (repeats, repeats, repeats)
+    labels, confidence = classify(general, atoms)
+    assert (labels == expected).all() and confidence.min() > 0.8, (name, confidence.min())
+    d = neighbor_list("d", atoms, 4.0).min()
+    hot = atoms.copy()
+    hot.positions += RNG(1).normal(0.0, 0.06 * d, hot.positions.shape)  # a Lindemann ratio of 0.10
+    assert np.mean(classify(general, hot)[0] == expected) >= 0.98, name
+
+
+def test_general_model_finds_the_intrinsic_stacking_fault_and_the_free_surface(general):
+    a = 3.615
+    fault = fcc111("Cu", size=(4, 6, 12), a=a, orthogonal=True, periodic=True)
+    upper = fault.positions[:, 2] > 0.5 * fault.cell[2, 2] - 0.1
+    partial = np.array([0.0, -a / np.sqrt(6), 0.0])  # a/6 <112>: the upper half slips, and the cell with it
+    fault.positions[upper] += partial
+    fault.set_cell(fault.cell.array + [[0, 0, 0], [0, 0, 0], partial])
+    fault.wrap()
+    data = ase_to_ovito(fault)
+    data.apply(CNA())
+    hcp = np.asarray(data.particles["Structure Type"]) == CNA.Type.HCP
+    assert hcp.sum() == 2 * 24  # the two planes of the fault
+    labels, _ = classify(general, fault)
+    assert (labels[hcp] == "hcp").all() and (labels[~hcp] == "fcc").all()
+    slab = fcc111("Cu", size=(6, 6, 12), a=a, vacuum=10.0, orthogonal=True)
+    slab.pbc = True
+    slab.positions += RNG(2).normal(0.0, 0.03 * a / np.sqrt(2), slab.positions.shape)
+    labels, _ = classify(general, slab)
+    layer = slab.get_tags()
+    assert np.mean(labels[np.isin(layer, [1, 12])] == "Other") >= 0.9
+    assert np.mean(labels[(layer >= 3) & (layer <= 10)] == "fcc") >= 0.99
+
+
+def test_general_model_is_not_confident_about_what_it_does_not_know(general):
+    from ase.spacegroup import crystal
+
+    unknown = {  # crystals outside the library and its training data
+        "fluorite": bulk("CaF2", "fluorite", a=5.46),
+        "alpha-U": crystal("U", [(0, 0.1025, 0.25)], spacegroup=63, cellpar=[2.854, 5.869, 4.955, 90, 90, 90]),
+        "perovskite": crystal(["Sr", "Ti", "O"], [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221,
+                              cellpar=[3.905] * 3 + [90] * 3),
+        "simple hexagonal": crystal("Mg", [(0, 0, 0)], spacegroup=191, cellpar=[2.6, 2.6, 2.6, 90, 90, 120]),
+    }
+    for name, cell in unknown.items():
+        labels, _ = classify(general, supercell(cell, 16.0))
+        assert np.mean(labels == "Other") >= 0.9, name
+    squeezed = squeezed_template(RNG(3), 2.55, 16.0, "fcc")  # extra atoms at half the bond length
+    labels, _ = classify(general, squeezed)
+    assert np.mean(labels[squeezed.arrays[MEMBERS]] == "Other") >= 0.9
