@@ -187,7 +187,7 @@ def _parse_class(entry: dict, folder: Path, earlier: list, library: str = "refer
     if not recipes:
         known = LIBRARIES[library]
         if name not in known:
-            raise ValueError(f"class {name!r} is not in the {library} library ({', '.join(known)}); "
+            raise ValueError(f"class {name!r} is not in the library {library!r} ({', '.join(known)}); "
                              f"give a recipe: {', '.join(RECIPES)}")
         if isinstance(known[name], GeneralClass):
             if "substitute" in entry:
