@@ -76,6 +76,14 @@ CANDIDATES: dict[str, FeatureSet] = {
     "n12+counts+r16,n14": _candidate(_definition("n12", 12, radial=16, counts=True, **BASIC),
                                      _definition("n14", 14, **BASIC)),
     "n12,n14(all)": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14, channels=("all",), **BASIC)),
+    "n12,n14(all)+r16": _candidate(_definition("n12", 12, **BASIC),
+                                   _definition("n14", 14, channels=("all",), radial=16, **BASIC)),
+    "n12,n14(all)+r14": _candidate(_definition("n12", 12, **BASIC),
+                                   _definition("n14", 14, channels=("all",), radial=14, **BASIC)),
+    "n12+r16,n14(all)": _candidate(_definition("n12", 12, radial=16, **BASIC),
+                                   _definition("n14", 14, channels=("all",), **BASIC)),
+    "n12+r14,n14(all)": _candidate(_definition("n12", 12, radial=14, **BASIC),
+                                   _definition("n14", 14, channels=("all",), **BASIC)),
     "n12,n14(q only)": _candidate(_definition("n12", 12, **BASIC), _definition("n14", 14)),
     "n12(q only),n14": _candidate(_definition("n12", 12), _definition("n14", 14, **BASIC)),
     "n12,n14, l=4,6": _candidate(_definition("n12", 12, degrees=(4, 6), **BASIC),
@@ -303,6 +311,96 @@ def load_frames(folder: Path, validation: Path) -> Frames | None:
     return frames
 
 
+# --- the threshold ---------------------------------------------------------------------
+
+THRESHOLDS = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+
+
+def unknown_structures() -> dict[str, tuple[object, np.ndarray | None]]:
+    """Structures the general model should not name with confidence: ``{name: (atoms, atoms
+    that count or None for all)}``.  Crystals outside its training data, four species on one
+    lattice, squeezed atoms, and a perfect crystal squeezed to half its spacing (which
+    scale-free features cannot see)."""
+    from ase import Atoms
+    from ase.build import bulk
+    from ase.neighborlist import neighbor_list
+    from ase.spacegroup import crystal
+
+    rng = np.random.default_rng(0)
+    cubic = [90.0] * 3
+    out = {
+        "fluorite CaF2": bulk("CaF2", "fluorite", a=5.46),
+        "alpha-U": crystal("U", [(0, 0.1025, 0.25)], spacegroup=63, cellpar=[2.854, 5.869, 4.955, *cubic]),
+        "perovskite SrTiO3": crystal(["Sr", "Ti", "O"], [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221,
+                                     cellpar=[3.905] * 3 + cubic),
+        "simple hexagonal": crystal("Mg", [(0, 0, 0)], spacegroup=191, cellpar=[2.6, 2.6, 2.6, 90, 90, 120]),
+        "C14 Laves MgZn2": crystal(["Mg", "Zn", "Zn"], [(1 / 3, 2 / 3, 0.062), (0, 0, 0), (0.83, 0.66, 0.25)],
+                                   spacegroup=194, cellpar=[5.22, 5.22, 8.57, 90, 90, 120]),
+        "zincblende GaAs": bulk("GaAs", "zincblende", a=5.65),
+        "wurtzite ZnO": bulk("ZnO", "wurtzite", a=3.25, c=5.2),
+        "L2_1 Heusler Cu2MnAl": crystal(["Cu", "Mn", "Al"], [(0.25, 0.25, 0.25), (0, 0, 0), (0.5, 0.5, 0.5)],
+                                        spacegroup=225, cellpar=[5.95] * 3 + cubic),
+        "quaternary Heusler LiMgPdSn": crystal(["Li", "Mg", "Pd", "Sn"], [(0, 0, 0), (0.5, 0.5, 0.5), (0.25,) * 3,
+                                                                          (0.75,) * 3], spacegroup=216,
+                                               cellpar=[6.4] * 3 + cubic),
+        "fcc, four species ordered": bulk("Cu", "fcc", a=3.6, cubic=True),
+        "fcc Cu at half its spacing": bulk("Cu", "fcc", a=3.615 / 2, cubic=True),
+    }
+    out["fcc, four species ordered"].set_chemical_symbols(["Cu", "Ni", "Co", "Fe"])
+    structures = {name: (supercell(atoms, 16.0), None) for name, atoms in out.items()}
+    fcc = bulk("Cu", "fcc", a=3.615, cubic=True) * (5, 5, 5)
+    i, j, bond = neighbor_list("ijD", fcc, 2.6)
+    picked = rng.choice(len(i), 10, replace=False)
+    extra = Atoms("Cu10", positions=fcc.positions[i[picked]] + bond[picked] / 2)
+    squeezed = np.zeros(len(fcc) + 10, dtype=bool)
+    squeezed[i[picked]] = squeezed[j[picked]] = squeezed[len(fcc):] = True
+    structures["fcc with atoms at bond midpoints"] = (fcc + extra, squeezed)
+    return structures
+
+
+def threshold_report(path: Path, frames: Frames | None) -> str:
+    """Markdown: how the model at ``path`` fares when atoms below a threshold of their highest
+    probability become Other, on every MD case and on :func:`unknown_structures`."""
+    from ovito_atomclass import load_model
+
+    model = load_model(path)
+    names = np.array(model.classes)
+    probabilities = {}  # id(frame) -> (N, K): each frame's features once for all thresholds
+
+    def labeller(threshold):
+        def labels(atoms):
+            if id(atoms) not in probabilities:
+                probabilities[id(atoms)] = model.predict_proba(compute_features(atoms, model.spec))
+            proba = probabilities[id(atoms)]
+            return np.where(proba.max(axis=1) >= threshold, names[proba.argmax(axis=1)], "Other")
+        return labels
+
+    head = "| | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |"
+    lines = [f"## The threshold of `{path.name}`", "",
+             "Atoms whose highest class probability is below t become Other (the modifier's `threshold`).", ""]
+    if frames is not None:
+        scores = {t: frames.score(labeller(t)) for t in THRESHOLDS}
+        lines += ["MD cases, % right:", "", head.replace("| |", "| case | PTM |", 1),
+                  "|" + "---|" * (2 + len(THRESHOLDS))]
+        lines += [f"| {c} | {100 * frames.reference[c]['ptm']:.1f} | " + " | ".join(f"{100 * scores[t][c]:.1f}"
+                                                                              for t in THRESHOLDS) + " |"
+                  for c in scores[0.0]]
+        lines.append("")
+    lines += ["Structures it should not name with confidence, % Other (label Other or below t), and the "
+              "class it names most:", "", head.replace("| |", "| structure | most named |", 1),
+              "|" + "---|" * (2 + len(THRESHOLDS))]
+    for name, (atoms, counted) in unknown_structures().items():
+        proba = model.predict_proba(compute_features(atoms, model.spec))
+        if counted is not None:
+            proba = proba[counted]
+        top = names[proba.argmax(axis=1)]
+        common, n = np.unique(top, return_counts=True)
+        cells = [f"{100 * np.mean((top == 'Other') | (proba.max(axis=1) < t)):.0f}" for t in THRESHOLDS]
+        lines.append(f"| {name} | {common[n.argmax()]} ({np.median(proba.max(axis=1)):.2f}) | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 # --- the study ---------------------------------------------------------------------------
 
 
@@ -381,7 +479,7 @@ def report(records: list[dict], class_names: list[str], frames: Frames | None, s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
+    parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES),
                         metavar="NAME", help=f"feature candidates (default all): {', '.join(CANDIDATES)}")
     parser.add_argument("--augmentations", nargs="+", default=["general.toml"], choices=list(AUGMENTATIONS),
                         metavar="NAME", help=f"augmentations (default general.toml): {', '.join(AUGMENTATIONS)}")
@@ -389,15 +487,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="cache of the LAMMPS validation frames (default out/lammps)")
     parser.add_argument("--validation", type=Path, default=ROOT / "benchmarks" / "validate_lammps.py",
                         help="the validation script that made them (class codes, PTM and a-CNA)")
+    parser.add_argument("--threshold", type=Path, metavar="MODEL", nargs="?", const=ROOT / "models" / "default.onnx",
+                        help="also measure the threshold of MODEL (default models/default.onnx)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "general_study.md")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     frames = load_frames(args.frames, args.validation)
     if frames is None:
         print(f"no MD frames in {args.frames}: held-out data and speed only", file=sys.stderr)
-    records, _ = study(args.candidates, args.augmentations, frames)
-    class_names = list(GENERAL_CLASSES)
-    write_atomically(args.output, report(records, class_names, frames, time.perf_counter() - t0).encode())
+    text = ""
+    if args.candidates:
+        records, _ = study(args.candidates, args.augmentations, frames)
+        text = report(records, list(GENERAL_CLASSES), frames, time.perf_counter() - t0)
+    if args.threshold:
+        text += "\n" + threshold_report(args.threshold, frames)
+    write_atomically(args.output, text.encode())
     print(f"wrote {args.output}")
     return 0
 

@@ -449,6 +449,67 @@ def liquid_template(rng: np.random.Generator, d: float, width: float) -> Atoms:
     return _species(atoms, "pure" if rng.random() < 0.4 else "solution", rng)
 
 
+def lennard_jones_md(atoms: Atoms, sigma: float, temperatures: np.ndarray, rng: np.random.Generator,
+                     dt: float = 0.004) -> Atoms:
+    """``atoms`` (a periodic cube) moved by molecular dynamics with the Lennard-Jones potential
+    of length ``sigma`` (Å; cut off at 2.5 sigma), one velocity-Verlet step of ``dt`` (in
+    units of the Lennard-Jones time, unit mass and energy) per entry of ``temperatures``
+    (Lennard-Jones units), the velocities rescaled to that temperature after every step: a
+    quick way to a liquid (or, cooled, a glass) made of whatever the potential likes."""
+    box = atoms.cell.lengths()[0] / sigma
+    x = atoms.positions / sigma % box
+    v = rng.normal(0.0, np.sqrt(temperatures[0]), x.shape)
+
+    def forces(x):
+        pairs = cKDTree(x, boxsize=box).query_pairs(2.5, output_type="ndarray")
+        delta = x[pairs[:, 1]] - x[pairs[:, 0]]
+        delta -= box * np.round(delta / box)
+        inv2 = 1.0 / np.maximum(np.einsum("ij,ij->i", delta, delta), 0.5)
+        inv6 = inv2**3
+        f = (24.0 * inv2 * inv6 * (2.0 * inv6 - 1.0))[:, None] * delta  # on the second atom of each pair
+        out = np.zeros_like(x)
+        np.add.at(out, pairs[:, 1], f)
+        np.subtract.at(out, pairs[:, 0], f)
+        return out
+
+    f = forces(x)
+    for temperature in temperatures:
+        v += 0.5 * dt * f
+        x = (x + dt * v) % box
+        f = forces(x)
+        v += 0.5 * dt * f
+        v *= np.sqrt(temperature / max(np.mean(v**2), 1e-12))
+    out = atoms.copy()
+    out.positions = x * sigma
+    return out
+
+
+def melt_template(rng: np.random.Generator, d: float, width: float) -> Atoms:
+    """A Lennard-Jones liquid (80-95 % of close packing, reduced temperature 0.8-2, 400 steps)
+    or glass (the liquid then cooled to 0.1-0.4 in 400 more steps) whose nearest-neighbour
+    peak sits at ``d`` (Å), from a :func:`random_packing` start, with one to three species at
+    random.  The atoms that both adaptive CNA and PTM call ``Other`` are marked (a glass may
+    grow crystal nuclei)."""
+    from ovito.io.ase import ase_to_ovito
+    from ovito.modifiers import CommonNeighborAnalysisModifier, PolyhedralTemplateMatchingModifier
+
+    sigma = d / 2 ** (1 / 6)
+    density = rng.uniform(0.8, 0.95) / sigma**3  # reduced density 0.8-0.95
+    atoms = random_packing(round(density * width**3), width, 0.85 * sigma, rng)
+    hot = rng.uniform(0.8, 2.0)
+    temperatures = np.full(400, hot)
+    if rng.random() < 0.5:
+        temperatures = np.concatenate([temperatures, np.linspace(hot, rng.uniform(0.1, 0.4), 400)])
+    atoms = lennard_jones_md(atoms, sigma, temperatures, rng)
+    liquid = np.ones(len(atoms), dtype=bool)
+    for method in (CommonNeighborAnalysisModifier(), PolyhedralTemplateMatchingModifier()):
+        data = ase_to_ovito(atoms)
+        data.apply(method)
+        liquid &= np.asarray(data.particles["Structure Type"]) == 0  # OTHER in both
+    atoms.arrays[MEMBERS] = liquid
+    return _species(atoms, "pure" if rng.random() < 0.4 else "solution", rng)
+
+
 def displaced_template(rng: np.random.Generator, d: float, width: float) -> Atoms:
     """A crystal of the general library displaced by Gaussian noise of 15-30 % of ``d`` per
     component (Å), far beyond thermal vibration."""
@@ -516,21 +577,22 @@ def _general_classes() -> dict[str, GeneralClass]:
     # Source weights are per template; templates mark very different numbers of members (a
     # polycrystal ~140 of ~3800 atoms, a bulk crystal all ~400), so the weights are the share
     # of the class's rows each source should give, divided by its typical number of members:
-    # Other = 25 % liquids, 10 % displaced crystals, 15 % unknown crystals, 20 % surfaces,
-    # 20 % grain boundaries, 10 % squeezed atoms; hcp = 55 % bulk, 35 % stacking faults in fcc,
-    # 10 % faulted hcp; fcc = 70 % bulk, 30 % next to stacking faults.
+    # Other = 30 % liquids (a third random packings, two thirds Lennard-Jones melts), 10 % displaced
+    # crystals, 15 % unknown crystals, 20 % surfaces, 15 % grain boundaries, 10 % squeezed atoms;
+    # hcp = 55 % bulk, 35 % stacking faults in fcc, 10 % faulted hcp; fcc = 70 % bulk, 30 % next to
+    # stacking faults.
     from functools import partial as p
 
     def chemistries(kind: str) -> tuple[str, ...]:
         return ("pure", "solution") if kind in ("fcc", "bcc", "hcp") else ("pure",) if kind == "diamond" \
             else ("ordered",)
 
-    other = [(0.9, liquid_template), (0.23, displaced_template)]
+    other = [(0.4, liquid_template), (0.8, melt_template), (0.23, displaced_template)]
     outside = [(kind, "pure") for kind in OUTSIDE_LIBRARY] + [(kind, "ordered") for kind, (numbers, *_) in
                                                               OUTSIDE_LIBRARY.items() if max(numbers) > 1]
     other += [(0.65 / len(outside), _bulk(kind, chem)) for kind, chem in outside]
     other += [(0.13, p(surface_template, kind=k, chemistry=c)) for k in FIRST_SHELL for c in chemistries(k)]
-    other += [(0.24, p(polycrystal_template, kind=k, chemistry=c)) for k in ("fcc", "bcc", "hcp")
+    other += [(0.18, p(polycrystal_template, kind=k, chemistry=c)) for k in ("fcc", "bcc", "hcp")
               for c in ("pure", "solution")]
     other += [(0.6, p(squeezed_template, kind=k)) for k in ("fcc", "bcc", "hcp", "diamond")]
     faulted = functools.partial(stacking_template, base="fcc")
