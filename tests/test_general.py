@@ -216,7 +216,7 @@ REAL_CRYSTALS = {  # name: (unit cell, repeats, expected class)
     "L1_0 CuAu": (_l10(3.96, 3.67), 4, "L1_0"),
     "B2 NiAl": (bulk("NiAl", "cesiumchloride", a=2.887), 5, "B2"),
 }
-THRESHOLD = 0.5  # the recommended default threshold of the modifier (see README, "Shipped models")
+THRESHOLD = 0.4  # the recommended default threshold of the modifier (see README, "Shipped models")
 
 
 @pytest.fixture(scope="module")
