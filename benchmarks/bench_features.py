@@ -1,5 +1,6 @@
 """Feature-engine benchmark: our nine features (q4, q6, q8 x all, like, unlike) against
-OVITO's Steinhardt modifier, pyscal3 and freud, plus our peak memory on a large frame.
+OVITO's Steinhardt modifier, pyscal3 and freud, a scale-free FeatureSet of several neighbour
+definitions, plus our peak memory on a large frame.
 
     python benchmarks/bench_features.py                # 256,000 atoms, 1 and 2 threads, memory at 2,048,000
     python benchmarks/bench_features.py --cells 20 --memory-cells 0 --repeats 3   # a quick look
@@ -7,13 +8,14 @@ OVITO's Steinhardt modifier, pyscal3 and freud, plus our peak memory on a large 
 Two systems of ``4 * cells**3`` atoms: fcc Ni (a = 3.52 Å) and a random two-species
 configuration at the same density (``tests/structures.py:random_alloy``); cutoff 4.0 Å.
 OVITO reads its thread count once, from ``OVITO_THREAD_COUNT``, when it is imported, so
-each thread count runs in its own worker process; inside it all four codes are timed on
+each thread count runs in its own worker process; inside it all codes are timed on
 the same frame with numba, pyscal3 and freud set to the same count.  Each code first runs
 untimed on a 256-atom frame (JIT compilation, plugin loading), then ``--repeats`` times on
 the system; the table shows medians of wall time and of process CPU time (all threads;
 less sensitive to other load on a shared machine).
 
 - ours: ``compute_features(data, FeatureSpec())`` on the OVITO ``DataCollection``;
+- ours-set: the same with :func:`scale_free_set` (one neighbour search for all definitions);
 - OVITO: a fresh ``Pipeline`` with ``SteinhardtParametersModifier`` (cutoff, max_l = 8:
   q2..q8, all neighbours) for every repeat, so nothing is cached;
 - pyscal3: ``find_neighbors(cutoff, store_rows=False)`` + ``steinhardt_parameter([4, 6, 8])``;
@@ -46,7 +48,26 @@ from tests.structures import random_alloy  # noqa: E402
 
 CUTOFF = 4.0
 DEGREES = [4, 6, 8]
-CODES = ("ours", "OVITO", "pyscal3", "freud")
+CODES = ("ours", "ours-set", "OVITO", "pyscal3", "freud")
+
+
+def scale_free_set():
+    """The FeatureSet of the shipped default model, or until it has one a stand-in of three
+    scale-free definitions (close-packed with q̄_l, counts and 14 radial columns; bcc's 14;
+    the tetrahedron's 4), 53 features."""
+    from ovito_atomclass import FeatureSet, FeatureSpec, load_model
+    from ovito_atomclass.model import default_model_path
+
+    spec = load_model(default_model_path()).spec
+    if isinstance(spec, FeatureSet):
+        return spec
+    nearest = dict(cutoff=None, degrees=tuple(DEGREES))
+    return FeatureSet((
+        FeatureSpec(**nearest, num_neighbors=12, relative_cutoff=1.2, averaged=True, counts=True, radial=14,
+                    label="cp"),
+        FeatureSpec(**nearest, num_neighbors=14, relative_cutoff=1.25, label="bcc"),
+        FeatureSpec(**nearest, num_neighbors=4, label="tet"),
+    ))
 
 
 def fcc_ni(cells: int):
@@ -78,6 +99,7 @@ def runners(atoms) -> dict[str, Callable[[], object]]:
 
     data = ase_to_ovito(atoms)
     spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES))
+    scale_free = scale_free_set()
 
     def ovito():
         pipeline = Pipeline(source=StaticSource(data=data))
@@ -95,7 +117,8 @@ def runners(atoms) -> dict[str, Callable[[], object]]:
     def freud_q():
         return freud.order.Steinhardt(DEGREES).compute((box, points), dict(r_max=CUTOFF, exclude_ii=True)).ql
 
-    return {"ours": lambda: compute_features(data, spec), "OVITO": ovito, "pyscal3": pyscal, "freud": freud_q}
+    return {"ours": lambda: compute_features(data, spec), "ours-set": lambda: compute_features(data, scale_free),
+            "OVITO": ovito, "pyscal3": pyscal, "freud": freud_q}
 
 
 def parallel_control() -> Callable[[], object]:

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from ._ylm_4_6_8 import add_bond
-from .neighbors import neighborhood
+from .neighbors import neighborhood, search_scratch
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -69,15 +69,16 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         # scratch reused by the atoms of one task: allocation per atom would dominate
-        idx = np.empty(64, dtype=np.int64)
-        vec = np.empty((64, 3))
-        r2 = np.empty(64)
+        found, found_vec, r2, order, idx, vec = search_scratch(256)
         prefix = np.empty(n_defs, dtype=np.int64)
         length = np.empty(n_defs)
         run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
         acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            idx, vec, r2, c, complete = neighborhood(cpos[t], grid, defs, idx, vec, r2, prefix, length)
+            c, complete = neighborhood(cpos[t], grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+            if c < 0:  # more candidates than room
+                found, found_vec, r2, order, idx, vec = search_scratch(-c)
+                c, complete = neighborhood(cpos[t], grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
             short[t] = not complete
             last = 0
             averaged = 0
