@@ -52,22 +52,17 @@ CODES = ("ours", "ours-set", "OVITO", "pyscal3", "freud")
 
 
 def scale_free_set():
-    """The FeatureSet of the shipped default model, or until it has one a stand-in of three
-    scale-free definitions (close-packed with q̄_l, counts and 14 radial columns; bcc's 14;
-    the tetrahedron's 4), 53 features."""
+    """The FeatureSet of the shipped default model, or until it has one a stand-in: the 12 and
+    the 14 nearest atoms (close-packed and bcc shells), q4, q6, q8 and their neighbour averages
+    over all / like / unlike neighbours (36 features; the general model's draft)."""
     from ovito_atomclass import FeatureSet, FeatureSpec, load_model
     from ovito_atomclass.model import default_model_path
 
     spec = load_model(default_model_path()).spec
     if isinstance(spec, FeatureSet):
         return spec
-    nearest = dict(cutoff=None, degrees=tuple(DEGREES))
-    return FeatureSet((
-        FeatureSpec(**nearest, num_neighbors=12, relative_cutoff=1.2, averaged=True, counts=True, radial=14,
-                    label="cp"),
-        FeatureSpec(**nearest, num_neighbors=14, relative_cutoff=1.25, label="bcc"),
-        FeatureSpec(**nearest, num_neighbors=4, label="tet"),
-    ))
+    return FeatureSet(tuple(FeatureSpec(cutoff=None, num_neighbors=k, degrees=tuple(DEGREES), averaged=True,
+                                        label=f"n{k}") for k in (12, 14)))
 
 
 def fcc_ni(cells: int):

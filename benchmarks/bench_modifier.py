@@ -7,8 +7,9 @@ CommonNeighborAnalysisModifier on the same frame.
 
 Models: the shipped ``default.onnx`` and ``seed.onnx``, and a model of a scale-free FeatureSet
 (``bench_features.scale_free_set``): the shipped default itself once it has one, else a stand-in
-50-tree forest trained here in a few seconds on rattled fcc, hcp, bcc, diamond, L1_2, B2 and
-random packings, which stands in for the general model's inference cost.  Each modifier runs
+50-tree forest (depth 20, as the general model's draft) trained here in a few seconds on
+rattled fcc, hcp, bcc, diamond, L1_2, B2 and random packings, which stands in for the general
+model's inference cost.  Each modifier runs
 once untimed on a small frame (JIT compilation, model loading), then ``--repeats`` times in a
 fresh pipeline on the frame: medians of wall and process-CPU time.  ``--threads N`` runs the
 whole benchmark in a process with OVITO, numba and onnxruntime limited to N threads.
@@ -58,7 +59,8 @@ def stand_in_model(spec, path: Path) -> Path:
             copy.rattle(width, seed=int(rng.integers(1 << 30)))
             X.append(compute_features(copy, spec))
             y.append(np.full(len(copy), label))
-    forest = RandomForestClassifier(n_estimators=50, random_state=0, n_jobs=1).fit(np.vstack(X), np.concatenate(y))
+    forest = RandomForestClassifier(n_estimators=50, max_depth=20, random_state=0, n_jobs=1)
+    forest.fit(np.vstack(X), np.concatenate(y))
     colors = [tuple(rng.random(3)) for _ in templates]
     return save_model(forest, spec, list(templates), colors, path)
 
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         set_model, set_name = default_model_path(), "ours, default.onnx (FeatureSet)"
     else:
         set_model = stand_in_model(spec, Path(folder.name) / "stand_in.onnx")
-        set_name = f"ours, stand-in FeatureSet model ({len(spec.feature_names)} features, 50 trees)"
+        set_name = f"ours, stand-in FeatureSet model ({len(spec.feature_names)} features, 50 trees of depth 20)"
     makers = {
         "PTM, output_ordering": lambda: PolyhedralTemplateMatchingModifier(output_ordering=True),
         "adaptive CNA": lambda: CommonNeighborAnalysisModifier(),

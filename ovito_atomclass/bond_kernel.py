@@ -18,12 +18,13 @@ from ._ylm_4_6_8 import add_bond
 from .neighbors import neighborhood, search_scratch
 
 
-@numba.njit(cache=True, fastmath=True)
-def q_l(z, start, l):
-    """q_l from the normalised m >= 0 components z[0 (re) / 1 (im), start : start + l + 1]."""
-    total = z[0, start] ** 2 + z[1, start] ** 2
+@numba.njit(cache=True, fastmath=True, inline="always")
+def q_l(z, row, half, start, l):
+    """q_l from the normalised m >= 0 components z[row, start : start + l + 1] (real parts) and
+    z[row, half + start : half + start + l + 1] (imaginary parts)."""
+    total = z[row, start] ** 2 + z[row, half + start] ** 2
     for m in range(1, l + 1):
-        total += 2.0 * (z[0, start + m] ** 2 + z[1, start + m] ** 2)
+        total += 2.0 * (z[row, start + m] ** 2 + z[row, half + start + m] ** 2)
     return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
 
 
@@ -75,10 +76,10 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
         run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
         acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            c, complete = neighborhood(cpos[t], grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+            c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
             if c < 0:  # more candidates than room
                 found, found_vec, r2, order, idx, vec = search_scratch(-c)
-                c, complete = neighborhood(cpos[t], grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+                c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
             short[t] = not complete
             last = 0
             averaged = 0

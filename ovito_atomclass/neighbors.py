@@ -110,26 +110,26 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
 
 
 @numba.njit(cache=True, inline="always")
-def _home_bin(p, origin, inv_bin, nbins):
-    """Grid cell (x, y, z) of point ``p``, clamped to the grid."""
-    return (min(max(int((p[0] - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
-            min(max(int((p[1] - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
-            min(max(int((p[2] - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
+def _home_bin(x, y, z, origin, inv_bin, nbins):
+    """Grid cell (x, y, z) of the point (x, y, z), clamped to the grid."""
+    return (min(max(int((x - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
+            min(max(int((y - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
+            min(max(int((z - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
 
 
 @numba.njit(cache=True, inline="always")
-def _stencil(p, origin, inv_bin, nbins):
-    """The bins within BINS_PER_RADIUS of the bin of point ``p``: x range, y range, z range."""
-    b = _home_bin(p, origin, inv_bin, nbins)
+def _stencil(x, y, z, origin, inv_bin, nbins):
+    """The bins within BINS_PER_RADIUS of the bin of the point (x, y, z): x range, y range, z range."""
+    b = _home_bin(x, y, z, origin, inv_bin, nbins)
     s = BINS_PER_RADIUS
     return (max(b[0] - s, 0), min(b[0] + s + 1, nbins[0]), max(b[1] - s, 0), min(b[1] + s + 1, nbins[1]),
             max(b[2] - s, 0), min(b[2] + s + 1, nbins[2]))
 
 
 @numba.njit(cache=True)
-def candidates(p, bin_start, origin, inv_bin, nbins):
-    """How many atoms the bins around point ``p`` hold: an upper bound on its neighbours."""
-    x0, x1, y0, y1, z0, z1 = _stencil(p, origin, inv_bin, nbins)
+def candidates(px, py, pz, bin_start, origin, inv_bin, nbins):
+    """How many atoms the bins around the point (px, py, pz) hold: an upper bound on its neighbours."""
+    x0, x1, y0, y1, z0, z1 = _stencil(px, py, pz, origin, inv_bin, nbins)
     c = 0
     for x in range(x0, x1):
         for y in range(y0, y1):
@@ -139,13 +139,13 @@ def candidates(p, bin_start, origin, inv_bin, nbins):
 
 
 @numba.njit(cache=True)
-def gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2):
-    """Neighbours of point ``p`` within sqrt(r2max): atom indices into ``idx``, bond vectors
+def gather(px, py, pz, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2):
+    """Neighbours of the point (px, py, pz) within sqrt(r2max): atom indices into ``idx``, bond vectors
     into ``vec`` and their squared lengths into ``r2``, in the grid's order; returns their
     number, or -1 if the scratch arrays may be too small (:func:`candidates` tells how large
     they must be).  Every candidate is written and kept only if near enough: no branch to
     mispredict.  Coincident atoms are not neighbours."""
-    x0, x1, y0, y1, z0, z1 = _stencil(p, origin, inv_bin, nbins)
+    x0, x1, y0, y1, z0, z1 = _stencil(px, py, pz, origin, inv_bin, nbins)
     room = len(idx)
     c = 0
     for x in range(x0, x1):
@@ -155,9 +155,9 @@ def gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, 
             if c + hi - lo > room:
                 return -1
             for k in range(lo, hi):
-                dx = spos[k, 0] - p[0]
-                dy = spos[k, 1] - p[1]
-                dz = spos[k, 2] - p[2]
+                dx = spos[k, 0] - px
+                dy = spos[k, 1] - py
+                dz = spos[k, 2] - pz
                 d2 = dx * dx + dy * dy + dz * dz
                 idx[c] = sowner[k]
                 vec[c, 0] = dx
@@ -218,8 +218,8 @@ def _mean_distance(r2, count):
 
 
 @numba.njit(cache=True)
-def neighborhood(p, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length):
-    """The bonds of point ``p`` in ``grid`` (:attr:`NeighborGrid.arrays`) for the neighbour
+def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length):
+    """The bonds of the point ``points[t]`` in ``grid`` (:attr:`NeighborGrid.arrays`) for the neighbour
     definitions ``defs`` (:meth:`Definitions.arrays`), into the arrays of
     :func:`search_scratch`: atom indices ``idx``, bond vectors (Å) ``vec`` and squared
     lengths ``r2``, sorted by distance unless every definition takes all of them.  The first
@@ -230,9 +230,10 @@ def neighborhood(p, grid, defs, found, found_vec, r2, order, idx, vec, prefix, l
     arrays would cost reference counting for every atom."""
     bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
     kind, limit, near, radial, need, sort, room2 = defs
-    c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, found, found_vec, r2)
+    px, py, pz = points[t, 0], points[t, 1], points[t, 2]
+    c = gather(px, py, pz, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, found, found_vec, r2)
     if c < 0:
-        return -2 * candidates(p, bin_start, origin, inv_bin, nbins), False
+        return -2 * candidates(px, py, pz, bin_start, origin, inv_bin, nbins), False
     if sort:
         sort_bonds(found, found_vec, r2, c, order, idx, vec)
     else:
@@ -263,7 +264,7 @@ def _sort_into_bins(pos, owner, origin, inv_bin, nbins):
     bin_id = np.empty(len(pos), dtype=np.int64)
     bin_start = np.zeros(n_bins + 1, dtype=np.int64)
     for a in range(len(pos)):
-        b = _home_bin(pos[a], origin, inv_bin, nbins)
+        b = _home_bin(pos[a, 0], pos[a, 1], pos[a, 2], origin, inv_bin, nbins)
         bin_id[a] = (b[0] * nbins[1] + b[1]) * nbins[2] + b[2]
         bin_start[bin_id[a] + 1] += 1
     for c in range(n_bins):

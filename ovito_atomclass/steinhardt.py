@@ -212,9 +212,11 @@ def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
-def _add_scaled(acc, row, scale):
-    for x in range(len(acc)):
-        acc[x] += row[x] * scale
+def _add_scaled(acc, ch, flat, j, s, start, scale):
+    """acc[ch, :] += flat[j, s, start : start + acc.shape[1]] * scale (indices, not views: a view
+    per neighbour costs reference counting)."""
+    for x in range(acc.shape[1]):
+        acc[ch, x] += flat[j, s, start + x] * scale
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -249,27 +251,26 @@ def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
                     if wanted[0]:
                         members[0] += 1
                         if like + unlike:
-                            _add_scaled(acc[0], flat[j, s, :m], 1.0 / (like + unlike))
-                            _add_scaled(acc[0], flat[j, s, m:], 1.0 / (like + unlike))
+                            _add_scaled(acc, 0, flat, j, s, 0, 1.0 / (like + unlike))
+                            _add_scaled(acc, 0, flat, j, s, m, 1.0 / (like + unlike))
                     same = codes[j] == codes[i]
                     if wanted[1] and same:
                         members[1] += 1
                         if like:
-                            _add_scaled(acc[1], flat[j, s, :m], 1.0 / like)
+                            _add_scaled(acc, 1, flat, j, s, 0, 1.0 / like)
                     if wanted[2] and (jj == p or not same):
                         members[2] += 1
                         if unlike:
-                            _add_scaled(acc[2], flat[j, s, m:], 1.0 / unlike)
+                            _add_scaled(acc, 2, flat, j, s, m, 1.0 / unlike)
                 n_deg = deg_start[d + 1] - deg_start[d]
                 for ci in range(ch_start[d], ch_start[d + 1]):
                     ch = ch_codes[ci]
                     for x in range(m):
                         acc[ch, x] /= members[ch]
-                    mean = acc[ch].reshape(2, m // 2)
                     column = qbar_col[d] + (ci - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]
-                        out[i - start, column + j] = q_l(mean, offset[l], l)
+                        out[i - start, column + j] = q_l(acc, ch, m // 2, offset[l], l)
 
 
 def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
