@@ -211,14 +211,6 @@ def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
     return values.sum(axis=1) if channel == "all" else values[:, CHANNEL_CODES[channel] - 1]
 
 
-@numba.njit(cache=True, inline="always")
-def _add_scaled(acc, ch, flat, j, s, start, scale):
-    """acc[ch, :] += flat[j, s, start : start + acc.shape[1]] * scale (indices, not views: a view
-    per neighbour costs reference counting)."""
-    for x in range(acc.shape[1]):
-        acc[ch, x] += flat[j, s, start + x] * scale
-
-
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
     """out[t, qbar_col[d] + (c, l)] = q_l of the mean of the channel-c q_lm of definition d over
@@ -248,20 +240,21 @@ def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
                 for jj in range(p + 1):  # the neighbours, then the centre itself (in every channel)
                     j = i if jj == p else neighbors[i, jj]
                     like, unlike = counts[j, d, 0], counts[j, d, 1]
-                    if wanted[0]:
-                        members[0] += 1
-                        if like + unlike:
-                            _add_scaled(acc, 0, flat, j, s, 0, 1.0 / (like + unlike))
-                            _add_scaled(acc, 0, flat, j, s, m, 1.0 / (like + unlike))
                     same = codes[j] == codes[i]
-                    if wanted[1] and same:
-                        members[1] += 1
-                        if like:
-                            _add_scaled(acc, 1, flat, j, s, 0, 1.0 / like)
-                    if wanted[2] and (jj == p or not same):
-                        members[2] += 1
-                        if unlike:
-                            _add_scaled(acc, 2, flat, j, s, m, 1.0 / unlike)
+                    # each channel's weight of j's like and unlike sums: 0 where j is not in the
+                    # channel or has no bond in it; one pass over both rows serves all channels
+                    w_all = 1.0 / (like + unlike) if wanted[0] and like + unlike else 0.0
+                    w_like = 1.0 / like if wanted[1] and same and like else 0.0
+                    w_unlike = 1.0 / unlike if wanted[2] and (jj == p or not same) and unlike else 0.0
+                    members[0] += wanted[0]
+                    members[1] += wanted[1] and same
+                    members[2] += wanted[2] and (jj == p or not same)
+                    for x in range(m):
+                        a = flat[j, s, x]
+                        b = flat[j, s, m + x]
+                        acc[0, x] += (a + b) * w_all
+                        acc[1, x] += a * w_like
+                        acc[2, x] += b * w_unlike
                 n_deg = deg_start[d + 1] - deg_start[d]
                 for ci in range(ch_start[d], ch_start[d + 1]):
                     ch = ch_codes[ci]
