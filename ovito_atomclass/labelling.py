@@ -16,6 +16,7 @@ import argparse
 import csv
 import glob
 import io
+import multiprocessing
 import os
 import re
 import sys
@@ -23,13 +24,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from tqdm import tqdm
+
+from .cli import UsageError
 from .files import write_atomically
+from .model import check_threshold, counts_from_attributes, load_model
 
 # output formats able to carry the Structure Type column, with their file name extensions
 FORMATS = {"lammps/dump": ".dump", "xyz": ".xyz"}
@@ -40,10 +45,6 @@ _SCAN_ABORTED = re.compile(r'Scanning of the trajectory file "(.*)" aborted prem
                            r'due to an error: "(.*)"')
 _FRAME_NAME = "frame_*"
 _FLUSH_SECONDS = 10.0
-
-
-class UsageError(Exception):
-    """A problem with the command line (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def export_frame(data, path: Path, fmt: str) -> None:
 def label_frame(task: Task, settings: Settings) -> Result:
     """Classify one frame and write it; errors come back in the result, in one line that
     names the file and the frame."""
-    from .modifier import ATTRIBUTE_PREFIX
-
     if task.error is not None:
         return Result(task, error=task.error)
     try:
@@ -128,10 +127,9 @@ def label_frame(task: Task, settings: Settings) -> Result:
     except Exception as exc:  # a reader or the classifier failed on this frame: report it, go on
         message = " ".join(str(exc).split()) or type(exc).__name__
         return Result(task, error=f"{task.file}, frame {task.frame}: {message}")
-    counts = {key[len(ATTRIBUTE_PREFIX):]: int(value) for key, value in data.attributes.items()
-              if key.startswith(ATTRIBUTE_PREFIX)}
     timestep = data.attributes.get("Timestep")
-    return Result(task, None if timestep is None else int(timestep), data.particles.count, counts)
+    return Result(task, None if timestep is None else int(timestep), data.particles.count,
+                  counts_from_attributes(data.attributes))
 
 
 _OVITO_THREAD: list[ThreadPoolExecutor] = []
@@ -181,8 +179,6 @@ def stream_results(tasks: Iterable[Task], submit: Callable[[Task], object], wait
 def _executor(workers: int, scheduler: str | None, settings: Settings):
     """``(submit, wait, window)`` for the run: in this process, spawned local processes, or
     a Dask cluster."""
-    from concurrent.futures import wait
-
     if scheduler:
         try:
             import distributed
@@ -202,9 +198,6 @@ def _executor(workers: int, scheduler: str | None, settings: Settings):
 
         yield run_here, wait, 1
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     # fork would copy this process's OVITO state, which hangs the children: spawn fresh ones
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                              initargs=(max(1, (os.cpu_count() or 1) // workers),)) as pool:
@@ -302,17 +295,6 @@ def frame_path(pattern: Path, index: int) -> Path:
 # ---------------------------------------------------------------------------- counts table
 
 
-def class_names(model) -> tuple[list[str], list[tuple]]:
-    """Names and colours of the ``Structure Type`` ids 0, 1, ... the modifier assigns."""
-    from .model import OTHER
-    from .modifier import OTHER_COLOR, type_ids
-
-    names, colors = {0: OTHER}, {0: OTHER_COLOR}
-    for i, name, color in zip(type_ids(model.classes), model.classes, model.colors, strict=True):
-        names[int(i)], colors[int(i)] = name, tuple(color)
-    return [names[i] for i in sorted(names)], [colors[i] for i in sorted(colors)]
-
-
 def counts_columns(names: list[str]) -> list[str]:
     return (["frame", "file", "frame_in_file", "timestep", "atoms"] + [f"count_{n}" for n in names]
             + [f"fraction_{n}" for n in names])
@@ -391,7 +373,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default="", help="ONNX model file (default: the shipped default.onnx)")
     parser.add_argument("--format", choices=sorted(FORMATS),
                         help="output format (default: the input's, or xyz if it cannot hold the labels)")
-    parser.add_argument("--threshold", type=float, default=0.0,
+    parser.add_argument("--threshold", type=_threshold, default=0.0,
                         help="atoms whose most probable class is less likely than this become Other")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write the per-class Structure Probability and the Confidence columns")
@@ -419,7 +401,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
 
-def _selection(args: argparse.Namespace) -> slice:
+def _threshold(text: str) -> float:
+    try:
+        return check_threshold(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _frame_slice(args: argparse.Namespace) -> slice:
     if args.frames is not None:
         if any(v is not None for v in (args.start, args.stop, args.every)):
             raise UsageError("give either --frames or --start/--stop/--every, not both")
@@ -432,7 +421,7 @@ def _selection(args: argparse.Namespace) -> slice:
 def plan(args: argparse.Namespace, files: list[Path]) -> tuple[list[Task], str, Path, Path]:
     """The tasks of the selected frames, the output format, the output path pattern and the
     counts CSV path; refuse to write over an input."""
-    selection = _selection(args)
+    selection = _frame_slice(args)
     if "*" not in Path(args.output).name and Path(args.output).is_file():
         raise UsageError(f"the output {args.output} is a file: give a folder, or a file pattern with * for the "
                          "frame number")
@@ -471,26 +460,14 @@ def done_rows(args: argparse.Namespace, tasks: list[Task], pattern: Path, counts
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except UsageError as exc:
-        print(f"atomclass label: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .modifier import resolve_model
-
+    """Run ``atomclass label`` with the parsed ``args``; returns the exit code."""
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.model and not Path(args.model).expanduser().is_file():
-        raise UsageError(f"model file not found: {args.model}")
-    model = resolve_model(args.model)
-    names, colors = class_names(model)
+    try:
+        model = load_model(args.model)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    names, colors = [t.name for t in model.structure_types], [t.color for t in model.structure_types]
     files = input_files(args.inputs)
     tasks, fmt, pattern, counts_path = plan(args, files)
     settings = Settings(str(model.path), args.threshold, args.probabilities, args.only_selected, fmt)

@@ -45,10 +45,11 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augmentation
-from .crystals import REFERENCE_CLASSES, CrystalClass, DisorderedClass, precipitate
+from .crystals import PRECIPITATE_REFERENCE, REFERENCE_CLASSES, CrystalClass, DisorderedClass, precipitate
 from .dataset import Dataset, build_dataset, stratified_sample
 from .features import compute_features
-from .model import load_model, save_model, write_atomically
+from .files import write_atomically
+from .model import load_model, save_model
 from .spec import FeatureSpec
 
 TOP_KEYS = {"seed", "features", "augmentation", "sampling", "models", "classes"}
@@ -238,20 +239,11 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed))
     train_rows, test_rows = train_test_split(sample, test_size=config.test_fraction, stratify=data.y[sample],
                                              random_state=config.seed)
-    train_set, test_set = data.subset(train_rows), data.subset(test_rows)
-    k = len(data.class_names)
     records = []
     for name, (pipeline, grid) in zoo.make_zoo(list(config.models), config.seed).items():
         grid = {**grid, **{key: [_grid_value(v) for v in values] for key, values in config.models[name].items()}}
-        fit_start = time.perf_counter()
-        search = zoo.tune(name, pipeline, grid, train_set.X, train_set.y, config.seed, cv=config.cv)
-        # the record of zoo.sample_size_study, so that report.write_report can draw it
-        records.append({"model": name, "size": config.per_class, "n_train": len(train_rows), "n_test": len(test_rows),
-                        "best_params": {p: _grid_value(v) for p, v in search.best_params_.items()},
-                        "cv_score": float(search.best_score_), "fit_seconds": time.perf_counter() - fit_start,
-                        "train": zoo.evaluate(search.best_estimator_, train_set.X, train_set.y, k),
-                        "test": zoo.evaluate(search.best_estimator_, test_set.X, test_set.y, k),
-                        "estimator": search.best_estimator_, "train_index": train_rows, "test_index": test_rows})
+        records.append(zoo.tuned_record(name, pipeline, grid, data.X, data.y, train_rows, test_rows, config.seed,
+                                        cv=config.cv, size=config.per_class, progress=progress))
     # the best test ROC AUC; among models within AUC_TIE of it, the best worst-class precision
     best_auc = max(r["test"]["macro_auc"] for r in records)
     records.sort(key=lambda r: (r["test"]["macro_auc"] >= best_auc - AUC_TIE, min(r["test"]["precision"]),
@@ -260,13 +252,13 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
         "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
         "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
-        "n_train": len(train_set), "n_test": len(test_set),
+        "n_train": len(train_rows), "n_test": len(test_rows),
         "models": [{key: r[key] for key in ("model", "best_params", "cv_score", "fit_seconds")}
                    | {"test_macro_auc": r["test"]["macro_auc"], "test_macro_precision": r["test"]["macro_precision"],
                       "test_min_precision": min(r["test"]["precision"])} for r in records],
         "versions": _versions(),
     }
-    chosen = _export(records, config.spec, data, test_set.X, output, summary, start)
+    chosen = _export(records, config.spec, data, data.X[test_rows], output, summary, start)
     card = model_card(output, load_model(output).summary, data)
     write_atomically(output.with_suffix(".md"), card.encode())
     if report_dir is not None:
@@ -343,7 +335,8 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
         fractions = ", ".join(f"{c} {v:.2f} %" for c, v in summary["precipitate"].items())
         lines += ["", "## Reference check", "",
                   f"`crystals.precipitate()` (fcc Ni with an L1_2 Ni3Al sphere of radius 10 Å, 4000 atoms): "
-                  f"{fractions}. The reference study reports fccNi 84.03 %, gamma_prime 9.83 %, gamma 6.15 %."]
+                  f"{fractions}. The reference study reports "
+                  + ", ".join(f"{c} {v:.2f} %" for c, v in PRECIPITATE_REFERENCE.items()) + "."]
     versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
     lines += ["", f"Built with {versions}.", ""]
     return "\n".join(lines)
@@ -352,7 +345,7 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
 def precipitate_fractions(estimator, spec: FeatureSpec, class_names: list[str]) -> dict[str, float] | None:
     """Percent of the atoms of :func:`.crystals.precipitate` in each predicted class, if
     the model knows fccNi, gamma and gamma_prime (the reference study's check), else None."""
-    if not {"fccNi", "gamma", "gamma_prime"} <= set(class_names):
+    if not set(PRECIPITATE_REFERENCE) <= set(class_names):
         return None
     predicted = estimator.predict(compute_features(precipitate(), spec))
     counts = np.bincount(predicted, minlength=len(class_names))

@@ -1,7 +1,6 @@
 """``atomclass label``: known labels, identical outputs for any number of workers or a Dask
 cluster, resume, corrupt and truncated frames, refusals."""
 
-import argparse
 import csv
 import filecmp
 import shutil
@@ -11,17 +10,14 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from ovito_atomclass import labelling
-
-from .structures import l12_ni3al
+from ovito_atomclass.cli import main
+from ovito_atomclass.crystals import l12_ni3al
 
 N_FRAMES = 4
 
 
 def label(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    labelling.add_arguments(parser)
-    return labelling.run(parser.parse_args([str(a) for a in argv]))
+    return main(["label", *map(str, argv)])
 
 
 def read_counts(path) -> list[dict]:

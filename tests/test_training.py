@@ -334,18 +334,12 @@ def test_a_model_skl2onnx_cannot_export_is_named_and_the_next_best_is_taken(tmp_
 # --- shipped models -------------------------------------------------------------------
 
 
-def test_seed_model_reproduces_the_reference_precipitate_fractions():
-    model = load_model(models_dir() / "seed.onnx")
-    assert model.classes == REFERENCE_NAMES and len(model.spec.feature_names) == 9
-    predicted = np.array(model.classes)[model.predict(compute_features(precipitate(), model.spec))]
-    percent = {name: 100 * np.mean(predicted == name) for name in ("fccNi", "gamma_prime", "gamma")}
-    for name, reference in {"fccNi": 84.03, "gamma_prime": 9.83, "gamma": 6.15}.items():
-        assert abs(percent[name] - reference) <= 1.0, (name, percent[name])
-
-
-def test_default_model_meets_its_test_targets():
+def test_default_model_labels_fresh_hot_templates_of_every_class():
+    # templates it never saw: a new seed, rattled by 0.1 Å and strained by up to 2 %
     model = load_model(models_dir() / "default.onnx")
     assert model.classes == [*REFERENCE_NAMES, OTHER]
-    test = model.summary["test"]
-    assert min(test["precision"]) >= 0.99 and min(test["auc"]) >= 0.999
-    assert model.summary["onnx"]["labels"] >= 0.999 and model.summary["onnx"]["max_prob_diff"] < 1e-4
+    rng = RNG(123)
+    for name, cls in REFERENCE_CLASSES.items():
+        atoms = perturb(cls.template(rng, 12.0), 0.1, 0.02, rng)
+        predicted = np.array(model.classes)[model.predict(compute_features(atoms, model.spec))]
+        assert np.mean(predicted == name) >= 0.98, name
