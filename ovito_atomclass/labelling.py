@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from .cli import UsageError, ignore_interrupts
 from .files import writable_folder, write_atomically
+from .frame_index import frame_starts, guess_reader, read_span, text_size
 from .model import check_threshold, counts_from_attributes, load_model
-from .trajectory import frame_starts, guess_reader, read_span, text_size
 
 # output formats able to carry the Structure Type column, with their file name extensions
 FORMATS = {"lammps/dump": ".dump", "xyz": ".xyz"}
@@ -371,7 +371,7 @@ def scan(file: Path) -> tuple[list[Task], str]:
     and the output format matching its reader.
 
     OVITO indexes a file up to its first damaged frame.  The frames after it are found by
-    :func:`~ovito_atomclass.trajectory.frame_starts` and cut out one by one; where they
+    :func:`~ovito_atomclass.frame_index.frame_starts` and cut out one by one; where they
     cannot be found (other formats), the damaged frame is marked ``unreachable``."""
     from ovito.io import import_file
 
