@@ -142,6 +142,20 @@ def test_features_see_the_whole_frame_and_only_the_selected_atoms_become_rows(md
     assert (data.stdev == 0).all() and data.draw.max() == 5 and (data.stratum == data.draw).all()
 
 
+def test_atoms_are_chosen_by_a_list_of_values_a_text_property_or_a_type_name(md):
+    atoms = two_phase(9).copy()
+    atoms.arrays["region"] = np.where(atoms.arrays["phase"] == CRYSTAL, "bottom", "top")
+    write(md / "text.xyz", atoms, format="extxyz")
+    for trajectory, expected, selection in [
+            ('{files = "text.xyz", property = "phase", value = [1, 2]}', len(atoms), "phase in [1, 2]"),
+            ('{files = "text.xyz", property = "region", value = "top"}', np.sum(atoms.arrays["phase"] == LIQUID),
+             "region == 'top'"),
+            ('{files = "text.xyz", property = "Particle Type", value = "Cu"}', len(atoms), "Particle Type == 'Cu'")]:
+        (cls, _) = read_config(class_config(md, trajectory)).classes
+        data = build_dataset([cls], read_config(md / "c.toml").spec, Augmentation(), progress=False)
+        assert len(data) == expected and cls.record[0]["selection"] == selection
+
+
 def test_sampling_is_even_across_frames_and_unchanged_for_template_classes():
     rng = np.random.default_rng
     y = np.zeros(85, dtype=int)
