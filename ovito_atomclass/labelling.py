@@ -409,7 +409,7 @@ def parse_frames(text: str) -> slice:
             raise ValueError
         values = [int(p) if p.strip() else None for p in parts]
     except ValueError:
-        raise UsageError(f"--frames must be N or START:STOP:STEP with integers, got {text!r}") from None
+        raise UsageError(f"--frames must be START:STOP:STEP with integers, got {text!r}") from None
     if len(values) == 3 and values[2] is not None and values[2] <= 0:
         raise UsageError(f"--frames: STEP must be positive, got {values[2]}")
     return slice(*values) if len(values) > 1 else slice(values[0], values[0] + 1 if values[0] != -1 else None)

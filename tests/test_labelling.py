@@ -158,7 +158,7 @@ def test_truncated_last_frame_is_reported(inputs, tiny_model, tmp_path, capsys):
     (["-o", "{input}"], "is a file"),
     (["-o", "{folder}/traj.*"], "refusing to overwrite the input"),
     (["-o", "{tmp}/x", "--frames", "1:x"], "--frames"),
-    (["-o", "{tmp}/x", "--frames="], "--frames must be N or START:STOP:STEP"),
+    (["-o", "{tmp}/x", "--frames="], "--frames must be START:STOP:STEP with integers, got ''"),
     (["-o", "{tmp}/x", "--frames", "10"], "--frames 10 selects none of the 4 frames (0 to 3)"),
     (["-o", "{tmp}/x", "--start", "7", "--every", "2"], "--start 7 --every 2 selects none of the 4 frames"),
     (["-o", "{tmp}/x", "--frames", "::2", "--every", "2"], "either --frames"),
