@@ -44,21 +44,25 @@ def writable_folder(folder: str | os.PathLike, what: str) -> Path:
 
 def private_folder(folder: str | os.PathLike) -> Path:
     """``folder``, created if needed, after checking that only this user can write in it
-    (and in its ``__pycache__``): owned by the user and not writable by group or others.
-    Group and other write permission of a folder the user owns is removed; a folder of
-    another user, or a symbolic link of another user, raises PermissionError."""
+    and in what it holds (one level, and its ``__pycache__``): everything owned by the user
+    and not writable by group or others.  Group and other write permission of what the user
+    owns is removed; a folder or file (or symbolic link) of another user raises
+    PermissionError."""
     folder = Path(folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     for path in (folder, folder / "__pycache__"):
-        try:
-            owners = {os.lstat(path).st_uid, (info := os.stat(path)).st_uid}
-        except FileNotFoundError:
+        if not path.is_dir() and path != folder:
             continue
-        if not stat.S_ISDIR(info.st_mode) or owners != {os.getuid()}:
-            raise PermissionError(f"{path} is not a folder of this user (uid {os.getuid()}): refusing to "
-                                  "load code from it")
-        if info.st_mode & 0o022:
-            os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o022)
+        for entry in (path, *path.iterdir()):
+            try:
+                owners = {os.lstat(entry).st_uid, (info := os.stat(entry)).st_uid}
+            except FileNotFoundError:  # a dangling link, or a file just replaced
+                continue
+            if owners != {os.getuid()} or (entry == path and not stat.S_ISDIR(info.st_mode)):
+                raise PermissionError(f"{entry} is not this user's (uid {os.getuid()}): refusing to load code from "
+                                      f"{folder}")
+            if info.st_mode & 0o022:
+                os.chmod(entry, stat.S_IMODE(info.st_mode) & ~0o022)
     return folder
 
 

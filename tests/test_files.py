@@ -37,10 +37,12 @@ def test_cache_folder_is_private_to_the_user(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     shared = tmp_path / "xdg" / "ovito-atomclass"
     (shared / "__pycache__").mkdir(parents=True)
-    for folder in (shared, shared / "__pycache__"):
-        folder.chmod(0o777)
+    (shared / "__pycache__" / "kernel.nbi").write_bytes(b"numba's cache index: a pickle")
+    held = [shared, shared / "__pycache__", shared / "__pycache__" / "kernel.nbi"]
+    for path in held:
+        path.chmod(0o777)
     assert files.cache_dir() == shared  # this user's: the write permission of others is removed
-    assert {stat.S_IMODE(p.stat().st_mode) & 0o022 for p in (shared, shared / "__pycache__")} == {0}
+    assert {stat.S_IMODE(p.stat().st_mode) & 0o022 for p in held} == {0}
     # a folder of another user is never used: not when named, not as the default
     monkeypatch.setattr(files.os, "getuid", lambda: os.stat(shared).st_uid + 1)
     monkeypatch.setattr(files.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
@@ -48,7 +50,7 @@ def test_cache_folder_is_private_to_the_user(tmp_path, monkeypatch):
     (tmp_path / "tmp").mkdir()
     with monkeypatch.context() as named:
         named.setenv("OVITO_ATOMCLASS_CACHE", str(shared))
-        with pytest.raises(PermissionError, match="is not a folder of this user"):
+        with pytest.raises(PermissionError, match="is not this user's"):
             files.cache_dir()
     private = files.cache_dir()
     assert private not in (shared, tmp_path / "tmp" / f"ovito-atomclass-{os.getuid()}")
