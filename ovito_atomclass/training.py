@@ -48,7 +48,7 @@ from .augment import Augmentation
 from .crystals import PRECIPITATE_REFERENCE, REFERENCE_CLASSES, CrystalClass, DisorderedClass, precipitate
 from .dataset import Dataset, build_dataset, stratified_sample
 from .features import compute_features
-from .files import write_atomically
+from .files import writable_folder, write_atomically
 from .model import load_model, save_model
 from .spec import FeatureSpec
 from .trajectory import card_lines, trajectory_class
@@ -234,6 +234,12 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     output = Path(output)
     if output.resolve() == config.path.resolve():
         raise ValueError(f"the output {output} would overwrite the configuration")
+    # a training takes minutes: find an output that cannot be written before it, not after
+    if output.is_dir():
+        raise ValueError(f"the output {output} is a folder: give the model file to write")
+    writable_folder(output.resolve().parent, "model")
+    if report_dir is not None:
+        writable_folder(report_dir, "report")
     start = time.perf_counter()
     data = build_dataset(config.classes, config.spec, config.augmentation, config.seed, progress)
     short = {name: n for name, n in data.counts().items() if n < config.per_class}
