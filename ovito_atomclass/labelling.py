@@ -93,7 +93,7 @@ class Result:
     task: Task
     timestep: int | None = None
     atoms: int = 0
-    counts: dict[str, int] | None = None
+    class_counts: dict[str, int] | None = None
     error: str | None = None
 
 
@@ -431,13 +431,13 @@ def frame_path(pattern: Path, index: int) -> Path:
 class Plan:
     """What a run labels: ``tasks`` (the selected frames), ``frames`` (the (file, frame in
     file) of every frame of the inputs, by run index), the output ``format``, the output
-    path ``pattern`` and the ``counts`` CSV path."""
+    path ``pattern`` and the path of the per-frame ``table`` (the counts CSV)."""
 
     tasks: list[Task]
     frames: list[tuple[str, int]]
     format: str
     pattern: Path
-    counts: Path
+    table: Path
 
 
 def plan(args: argparse.Namespace, files: list[Path]) -> Plan:
@@ -455,24 +455,24 @@ def plan(args: argparse.Namespace, files: list[Path]) -> Plan:
     if not tasks:
         raise UsageError(f"{named} selects none of the {len(found)} frames (0 to {len(found) - 1}) of the input"
                          f"{'s' * (len(files) > 1)}" if found else "the input holds no frame")
-    counts = Path(args.counts).expanduser().resolve() if args.counts else pattern.parent / "counts.csv"
-    clash = {str(f) for f in files} & ({t.output for t in tasks} | {str(p) for p in _side_files(counts)})
+    table = Path(args.counts).expanduser().resolve() if args.counts else pattern.parent / "counts.csv"
+    clash = {str(f) for f in files} & ({t.output for t in tasks} | {str(p) for p in _side_files(table)})
     if clash:
         raise UsageError(f"refusing to overwrite the input {sorted(clash)[0]}: choose another output")
-    return Plan(tasks, [(t.file, t.frame) for t in found], fmt, pattern, counts)
+    return Plan(tasks, [(t.file, t.frame) for t in found], fmt, pattern, table)
 
 
-# ---------------------------------------------------------------------------- counts table
+# ---------------------------------------------------------------------------- the per-frame table (counts.csv)
 
 
-def counts_columns(names: list[str]) -> list[str]:
+def table_columns(names: list[str]) -> list[str]:
     return (["frame", "file", "frame_in_file", "timestep", "atoms"] + [f"count_{n}" for n in names]
             + [f"fraction_{n}" for n in names])
 
 
-def counts_row(result: Result, names: list[str]) -> dict[str, str]:
+def table_row(result: Result, names: list[str]) -> dict[str, str]:
     """The CSV row of a labelled frame; fractions are of the classified atoms."""
-    counts = [result.counts.get(name, 0) for name in names]
+    counts = [result.class_counts.get(name, 0) for name in names]
     total = sum(counts)
     row = {"frame": result.task.index, "file": result.task.file, "frame_in_file": result.task.frame,
            "timestep": "" if result.timestep is None else result.timestep, "atoms": result.atoms}
@@ -481,7 +481,7 @@ def counts_row(result: Result, names: list[str]) -> dict[str, str]:
     return {k: str(v) for k, v in row.items()}
 
 
-def read_counts(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
+def read_table(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
     """Rows of an existing counts CSV by frame.  A last row cut short (the file does not end
     with a line break: a full disk, a killed copy) is dropped with a warning, so that its
     frame is labelled again; any other malformed row, or a CSV written for other classes,
@@ -494,7 +494,7 @@ def read_counts(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
     if not lines:
         return {}
     reader = csv.DictReader(lines)
-    columns = counts_columns(names)
+    columns = table_columns(names)
     if reader.fieldnames != columns:
         raise UsageError(f"{path} has the columns {reader.fieldnames}, not those of this model's classes "
                          f"{names}: label into another output folder")
@@ -604,10 +604,10 @@ def _record(settings: Settings, plan: Plan) -> dict:
     return {**asdict(settings), "frame_files": plan.pattern.name, "process": f"{os.getpid()} on {platform.node()}"}
 
 
-def _check_record(path: Path, record: dict, counts_exist: bool) -> None:
+def _check_record(path: Path, record: dict, table_exists: bool) -> None:
     """Refuse to resume a run recorded in ``path`` with other settings than ``record``."""
     if not path.exists():
-        if counts_exist:
+        if table_exists:
             raise UsageError(f"{path} is missing: the model and options the frames were labelled with are unknown; "
                              "relabel with --overwrite, or label into another folder")
         return
@@ -629,10 +629,10 @@ def done_rows(args: argparse.Namespace, plan: Plan, names: list[str], record: di
     existing CSV whose frame file exists, after checking that the run recorded in the folder
     used the same settings and that every row still names the frame of that number;
     refuse to overwrite outputs without ``--overwrite``."""
-    counts, _, _, record_path = _side_files(plan.counts)
+    table, _, _, record_path = _side_files(plan.table)
     if args.resume:
-        _check_record(record_path, record, counts.exists())
-        rows = read_counts(counts, names) if counts.exists() else {}
+        _check_record(record_path, record, table.exists())
+        rows = read_table(table, names) if table.exists() else {}
         for i, row in rows.items():
             now = plan.frames[i] if i < len(plan.frames) else None
             if now is not None and now != (row["file"], int(row["frame_in_file"])):
@@ -641,15 +641,15 @@ def done_rows(args: argparse.Namespace, plan: Plan, names: list[str], record: di
                                  "--overwrite, or label into another folder")
         return {i: row for i, row in rows.items() if frame_path(plan.pattern, i).exists()}
     if not args.overwrite:
-        existing = next((p for p in [counts, record_path, *(Path(t.output) for t in plan.tasks)] if p.exists()), None)
+        existing = next((p for p in [table, record_path, *(Path(t.output) for t in plan.tasks)] if p.exists()), None)
         if existing:
             raise UsageError(f"{existing} exists: pass --resume to continue the run or --overwrite to relabel")
     return {}
 
 
-def _side_files(counts: Path) -> tuple[Path, Path, Path, Path]:
-    """The counts CSV, its plot, its error list and the record of the run's settings."""
-    return counts, counts.with_suffix(".png"), counts.with_suffix(".errors.csv"), counts.with_suffix(".run.json")
+def _side_files(table: Path) -> tuple[Path, Path, Path, Path]:
+    """The per-frame table (counts CSV), its plot, its error list and the record of the run's settings."""
+    return table, table.with_suffix(".png"), table.with_suffix(".errors.csv"), table.with_suffix(".run.json")
 
 
 # ---------------------------------------------------------------------------- command line
@@ -737,8 +737,8 @@ def run(args: argparse.Namespace) -> int:
     work = plan(args, files)
     settings = Settings(str(model.path), model.digest, args.threshold, args.probabilities, args.only_selected,
                         work.format)
-    counts_path, plot_path, errors_path, record_path = _side_files(work.counts)
-    with _locked({work.pattern.parent, work.counts.parent}, record_path):
+    table_path, plot_path, errors_path, record_path = _side_files(work.table)
+    with _locked({work.pattern.parent, work.table.parent}, record_path):
         record = _record(settings, work)
         rows = done_rows(args, work, names, record)
         write_atomically(record_path, (json.dumps(record, indent=1) + "\n").encode())
@@ -746,25 +746,25 @@ def run(args: argparse.Namespace) -> int:
         skipped = len(work.tasks) - len(todo)
         workers = 1 if args.scheduler else _workers(args, len(todo))
         started = time.monotonic()
-        failures, labelled = _label(todo, settings, workers, args, rows, names, counts_path, errors_path)
+        failures, labelled = _label(todo, settings, workers, args, rows, names, table_path, errors_path)
     if rows:
         plot_fractions(plot_path, rows, names, colors)
     if not args.quiet:
         _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers, args.scheduler,
-                 counts_path, plot_path)
+                 table_path, plot_path)
     if any(f.task.unreachable for f in failures) or (failures and not args.keep_going):
         return 1
     return 0
 
 
 def _label(todo: list[Task], settings: Settings, workers: int, args: argparse.Namespace,
-           rows: dict[int, dict[str, str]], names: list[str], counts_path: Path,
+           rows: dict[int, dict[str, str]], names: list[str], table_path: Path,
            errors_path: Path) -> tuple[list[Result], int]:
     """Label ``todo``, adding the CSV row of each labelled frame to ``rows``; the CSV is
     written every few seconds and at the end, also when interrupted.  Returns the failed
     frames and the number labelled."""
-    def save_counts() -> None:
-        write_csv(counts_path, counts_columns(names), (rows[i] for i in sorted(rows)))
+    def save_table() -> None:
+        write_csv(table_path, table_columns(names), (rows[i] for i in sorted(rows)))
 
     failures: list[Result] = []
     labelled = 0
@@ -776,7 +776,7 @@ def _label(todo: list[Task], settings: Settings, workers: int, args: argparse.Na
             for result in stream_results(todo, submit, wait, window, stop):
                 progress.update()
                 if result.error is None:
-                    rows[result.task.index] = counts_row(result, names)
+                    rows[result.task.index] = table_row(result, names)
                     labelled += 1
                 else:
                     failures.append(result)
@@ -785,20 +785,20 @@ def _label(todo: list[Task], settings: Settings, workers: int, args: argparse.Na
                     progress.write(f"atomclass label: {'skipping' if args.keep_going else 'error'}: {result.error}",
                                    file=sys.stderr)
                 if time.monotonic() - last_flush > _FLUSH_SECONDS:
-                    save_counts()
+                    save_table()
                     last_flush = time.monotonic()
     finally:
         progress.close()
-        save_counts()
+        save_table()
         write_errors(errors_path, failures)
     return failures, labelled
 
 
-def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, counts_path, plot_path) -> None:
+def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, table_path, plot_path) -> None:
     where = f"Dask cluster {scheduler}" if scheduler else f"{workers} worker{'s' * (workers > 1)}"
     print(f"labelled {labelled} frames in {seconds:.1f} s ({labelled / max(seconds, 1e-9):.2f} frames/s, {where}); "
           f"{skipped} already done, {len(failures)} failed")
     if rows:
         mean = {n: sum(float(r[f"fraction_{n}"]) for r in rows.values()) / len(rows) for n in names}
         print("mean fractions over", len(rows), "frames:", ", ".join(f"{n} {mean[n]:.3f}" for n in names))
-    print(f"counts: {counts_path}  plot: {plot_path}")
+    print(f"counts: {table_path}  plot: {plot_path}")

@@ -242,7 +242,7 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
         writable_folder(report_dir, "report")
     start = time.perf_counter()
     data = build_dataset(config.classes, config.spec, config.augmentation, config.seed, progress)
-    short = {name: n for name, n in data.counts().items() if n < config.per_class}
+    short = {name: n for name, n in data.class_sizes().items() if n < config.per_class}
     if short:
         raise ValueError(f"sampling.per_class = {config.per_class} but the data set holds fewer atoms of {short}: "
                          "lower per_class, raise augmentation.draws or select more trajectory frames")
@@ -260,7 +260,7 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
                                 r["test"]["macro_precision"]), reverse=True)
     summary = {
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
-        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
+        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.class_sizes(),
         "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
         "sources": {c.name: c.provenance(config.augmentation) for c in config.classes if hasattr(c, "provenance")},
         "n_train": len(train_rows), "n_test": len(test_rows),
