@@ -27,22 +27,17 @@ from ovito.modifiers import (
 )
 from ovito.pipeline import Pipeline, StaticSource
 
+from ovito_atomclass.crystals import PRECIPITATE_REFERENCE as REFERENCE
 from ovito_atomclass.crystals import precipitate
 from ovito_atomclass.labelling import export_frame
-from ovito_atomclass.model import models_dir
-from ovito_atomclass.modifier import ATTRIBUTE_PREFIX, AtomClassifierModifier, resolve_model
+from ovito_atomclass.model import counts_from_attributes, load_model, models_dir
+from ovito_atomclass.modifier import AtomClassifierModifier
 
-REFERENCE = {"fccNi": 84.03, "gamma_prime": 9.83, "gamma": 6.15}  # % of atoms, the reference study
 GREY = (0.35, 0.35, 0.35)
 VIEW = np.array([-1.0, -0.8, -0.6]) / np.linalg.norm([-1.0, -0.8, -0.6])  # camera direction
 ENABLE_RENDERING = ("OVITO renders through Vulkan, also without a GPU. To get the pictures on Debian/Ubuntu run\n"
                     "    sudo apt-get install libvulkan1 mesa-vulkan-drivers\n"
                     "and run this script again; everything else above is complete.")
-
-
-def class_counts(attributes: dict) -> dict[str, int]:
-    """Atoms per class from the modifier's ``AtomClassifier.counts.*`` attributes."""
-    return {k[len(ATTRIBUTE_PREFIX):]: v for k, v in attributes.items() if k.startswith(ATTRIBUTE_PREFIX)}
 
 
 def report(counts: dict[str, int]) -> str:
@@ -125,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     try:
-        model = resolve_model(args.model)
+        model = load_model(args.model)
     except (FileNotFoundError, ValueError) as exc:
         print(f"precipitate: {exc}\n(train a model with `atomclass train`, or pass --model FILE)", file=sys.stderr)
         return 1
@@ -133,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline(source=StaticSource(data=ase_to_ovito(atoms)))
     pipeline.modifiers.append(AtomClassifierModifier(model_file=str(model.path)))
     data = pipeline.compute()
-    counts = class_counts(data.attributes)
+    counts = counts_from_attributes(data.attributes)
     print(f"{len(atoms)} atoms, model {model.path.name}\n{report(counts)}")
 
     pipeline.modifiers.append(SelectTypeModifier(property="Structure Type", types={"gamma"}))

@@ -9,7 +9,7 @@ import numpy as np
 from .neighbors import Definitions, spatial_order
 from .spec import FeatureSet, FeatureSpec
 from .steinhardt import KernelPlan, averaged_q, bond_orders, channel_total, invariants_w
-from .systems import Frame, as_frame
+from .systems import Frame, as_frame, check_geometry
 
 BLOCK_SIZE = 65536
 
@@ -27,6 +27,7 @@ def feature_blocks(frame: Frame, spec: FeatureSpec | FeatureSet,
         channels = sorted({c for s in specs for c in s.channels} - {"all"})
         raise ValueError(f"the features of the channel(s) {channels} need the chemical species of every atom, "
                          "but the frame has no particle types / chemical symbols")
+    check_geometry(frame, max((s.cutoff for s in specs if s.cutoff is not None), default=None))
     n = len(frame.positions)
     if n == 0:
         return

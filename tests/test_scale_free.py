@@ -13,11 +13,11 @@ from scipy.special import sph_harm_y
 from sklearn.tree import DecisionTreeClassifier
 
 from ovito_atomclass import FeatureSet, FeatureSpec, compute_features, load_model
+from ovito_atomclass.crystals import l12_ni3al
 from ovito_atomclass.model import save_model
+from ovito_atomclass.samples import random_alloy
 from ovito_atomclass.spec import spec_from_dict, spec_from_json
 from ovito_atomclass.training import parse_config
-
-from .structures import l12_ni3al, random_alloy
 
 CHANNEL_MASKS = {"all": lambda same: np.ones_like(same), "like": lambda same: same, "unlike": lambda same: ~same}
 
