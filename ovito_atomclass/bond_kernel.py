@@ -53,17 +53,15 @@ ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_out, radial_out, neighbors_out,
-                      short):
+def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, counts, sums_out, neighbors_out, short):
     """For the centres at ``cpos`` (n, 3) of species ``ccode`` (n,) and every definition d of
-    ``defs``: q_l into ``q_out`` (n, columns of ``plan``), like/unlike bond counts into
-    ``counts`` (n, D, 2), the like/unlike Y_lm sums into ``sums_out`` (n, slots, 2, 2, n_lm)
-    for definitions with a slot (if ``sums_out`` has rows), the radial columns into
-    ``radial_out`` (n, columns), the neighbours of the averaged definitions, nearest first,
-    into ``neighbors_out`` (n, W) as far as they fit, and True into ``short`` (n,) where the
-    search radius was too small.  ``plan`` = (lm offsets, channel starts, channel codes,
-    degree starts, degrees, q columns, q̄ columns, sums slots, radial columns) per definition
-    (see ``steinhardt.KernelPlan``)."""
+    ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
+    like/unlike bond counts into ``counts`` (n, D, 2), the like/unlike Y_lm sums into
+    ``sums_out`` (n, slots, 2, 2, n_lm) for definitions with a slot (if ``sums_out`` has rows),
+    the neighbours of the averaged definitions, nearest first, into ``neighbors_out`` (n, W)
+    as far as they fit, and True into ``short`` (n,) where the search radius was too small.
+    ``plan`` = (lm offsets, channel starts, channel codes, degree starts, degrees, q columns,
+    q̄ columns, sums slots, radial columns) per definition (see ``steinhardt.KernelPlan``)."""
     offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, slot, r_col = plan
     n_defs = len(defs[0])
     n_lm = sums_out.shape[4]
@@ -87,6 +85,8 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
                 last = max(last, prefix[d])
                 if qbar_col[d] >= 0:
                     averaged = max(averaged, prefix[d])
+                counts[t, d, 0] = 0
+                counts[t, d, 1] = 0
                 if prefix[d] == 0:
                     acc[d] = 0.0
             for j in range(min(averaged, neighbors_out.shape[1])):
@@ -111,12 +111,10 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
                     n_c = 0
                     for ch in range(lo, hi):
                         n_c += counts[t, d, ch]
-                    if n_c == 0:  # no neighbour in this channel: q_l = 0
-                        continue
                     column = q_col[d] + (i - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]
-                        q_out[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c
+                        # no neighbour in this channel: q_l = 0
+                        features[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c if n_c else 0.0
                 for k in range(defs[3][d]):
-                    if k < c and length[d] > 0.0:
-                        radial_out[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d]
+                    features[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d] if k < c and length[d] > 0.0 else 0.0

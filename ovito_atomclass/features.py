@@ -41,12 +41,12 @@ def feature_blocks(frame: Frame, spec: FeatureSpec | FeatureSet,
     blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
     if not averaged:
         for block in blocks:
-            yield order[block], _assemble(specs, bonds.plan, *bonds.run(block))
+            yield order[block], bonds.run(block)
         return
     firsts = [bonds.run(block) for block in blocks]
-    for block, first in zip(blocks, firsts, strict=True):
-        qbar = averaged_q(bonds.plan, block, codes, bonds.counts, bonds.store, bonds.neighbors)
-        yield order[block], _assemble(specs, bonds.plan, *first, qbar)
+    for block, features in zip(blocks, firsts, strict=True):
+        averaged_q(bonds.plan, block, codes, bonds.counts, bonds.store, bonds.neighbors, features)
+        yield order[block], features
 
 
 class _BondPass:
@@ -63,54 +63,41 @@ class _BondPass:
         self.specs, self.codes = specs, codes
         self.defs, self.plan = Definitions.of(specs), KernelPlan.of(specs)
         self.grid = self.defs.grid(positions, cell, pbc)
-        n = len(codes)
-        # one block's like/unlike Y_lm sums in double precision, for w_l and the frame's store
-        sums_shape = (self.plan.widths["slots"], 2, 2, self.plan.n_lm)
-        self.scratch = np.empty((min(block_size, n), *sums_shape)) if self.plan.widths["slots"] else None
-        self.averaged = self.plan.qbar_col >= 0
-        self.store = self.counts = self.neighbors = None
-        if keep:
-            self.store = np.empty((n, *sums_shape), dtype=np.float32)
-            self.counts = np.empty((n, len(specs), 2), dtype=np.int64)
-            self.neighbors = np.empty((n, self.defs.typical_neighbors(self.averaged, self.grid)), dtype=np.int32)
+        n, plan = len(codes), self.plan
+        rows = n if keep else min(block_size, n)  # the frame's, or one block's at a time
+        self.store = np.empty((rows if plan.slots else 0, plan.slots, 2, 2, plan.n_lm), dtype=np.float32)
+        self.counts = np.empty((rows, len(specs), 2), dtype=np.int32)
+        self.averaged = np.flatnonzero(plan.qbar_col >= 0)
+        self.neighbors = np.empty((n, self.defs.typical_neighbors(plan.qbar_col >= 0, self.grid)) if keep else (0, 0),
+                                  dtype=np.int32)
+        self.keep = keep
 
-    def run(self, block: slice) -> tuple:
-        """q_l, bond counts, radial columns and w_l ({definition: list over channels}) of ``block``."""
-        sums = None if self.scratch is None else self.scratch[: block.stop - block.start]
+    def run(self, block: slice) -> np.ndarray:
+        """The features (n, plan.width) of ``block`` but q̄_l."""
+        rows = block if self.keep else slice(0, block.stop - block.start)
+        features = np.empty((block.stop - block.start, self.plan.width))
         while True:
-            neighbors = None if self.neighbors is None else self.neighbors[block]
-            q, counts, radial, short = bond_orders(self.grid, self.defs, self.plan, block, self.codes, sums, neighbors)
+            short = bond_orders(self.grid, self.defs, self.plan, block, self.codes, features, self.counts[rows],
+                                self.store[rows], self.neighbors[block] if self.keep else self.neighbors)
             if short.any() and not self.grid.exhaustive:
                 self.grid = self.grid.grown()
                 continue
-            if self.neighbors is None:
-                break
-            width = int(counts[:, self.averaged].sum(axis=2).max(initial=0))
-            if width <= self.neighbors.shape[1]:
-                self.store[block], self.counts[block] = sums, counts
+            width = int(self.counts[rows].sum(axis=2)[:, self.averaged].max(initial=0))
+            if width <= self.neighbors.shape[1] or not self.keep:
                 break
             wider = np.empty((len(self.neighbors), width + width // 4 + 2), dtype=np.int32)
             wider[:, : self.neighbors.shape[1]] = self.neighbors
             self.neighbors = wider
-        w = {d: [invariants_w(channel_total(sums[:, self.plan.slot[d]], c), s.degrees, self.plan.degrees)
-                 for c in s.channels] for d, s in enumerate(self.specs) if s.wigner}
-        return q, counts, radial, w
-
-
-def _assemble(specs, plan: KernelPlan, q, counts, radial, w, qbar=None) -> np.ndarray:
-    """Feature columns in the order of ``feature_names``: definition by definition, q_l, q̄_l,
-    w_l, counts, radial."""
-    columns = []
-    for d, s in enumerate(specs):
-        width = len(s.channels) * len(s.degrees)
-        columns.append(q[:, plan.q_col[d] : plan.q_col[d] + width])
-        if s.averaged:
-            columns.append(qbar[:, plan.qbar_col[d] : plan.qbar_col[d] + width])
-        columns += w.get(d, [])
-        if s.counts:
-            columns += [channel_total(counts[:, d], c)[:, None] for c in s.channels]
-        columns.append(radial[:, plan.r_col[d] : plan.r_col[d] + s.radial])
-    return np.hstack(columns).astype(np.float64)
+        counts, sums, plan = self.counts[rows], self.store[rows], self.plan
+        for d, s in enumerate(self.specs):
+            for i, c in enumerate(s.channels):
+                if s.wigner:
+                    ylm = channel_total(sums[:, plan.slot[d]], c).astype(np.float64)
+                    columns = slice(plan.w_col[d] + i * len(s.degrees), plan.w_col[d] + (i + 1) * len(s.degrees))
+                    features[:, columns] = invariants_w(ylm, s.degrees, plan.degrees)
+                if s.counts:
+                    features[:, plan.n_col[d] + i] = channel_total(counts[:, d], c)
+        return features
 
 
 def compute_features(system, spec: FeatureSpec | FeatureSet, block_size: int = BLOCK_SIZE) -> np.ndarray:

@@ -142,37 +142,46 @@ def bond_kernel_for(degrees: tuple[int, ...]):
 class KernelPlan:
     """Where the kernels put the outputs of several definitions (feature specs, D of them).
 
-    The bond kernel computes Y_lm for the union of their ``degrees`` (sorted); per definition
-    it writes q_l as channels x degrees from column ``q_col[d]`` of a (n, ``q_width``) array,
-    radial columns from ``r_col[d]`` of (n, ``r_width``), and like/unlike Y_lm sums into slot
-    ``slot[d]`` (-1: none; definitions with w_l or q̄_l have one) of (n, ``slots``, 2, 2,
-    n_lm); the average kernel writes q̄_l from column ``qbar_col[d]`` (-1: not averaged)."""
+    Columns are those of the feature matrix, definition by definition: q_l (channels x
+    degrees) from ``q_col[d]``, q̄_l from ``qbar_col[d]``, w_l from ``w_col[d]``, the channels'
+    neighbour counts from ``n_col[d]``, radial columns from ``r_col[d]`` (-1: the definition
+    has none); ``width`` columns in all.  The bond kernel computes Y_lm for the union of the
+    ``degrees`` (sorted) and writes a definition's like/unlike Y_lm sums into slot ``slot[d]``
+    (-1: none; definitions with w_l or q̄_l have one) of (n, ``slots``, 2, 2, n_lm)."""
 
     degrees: tuple[int, ...]
     channels: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into codes
     own_degrees: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into degrees
     q_col: np.ndarray
     qbar_col: np.ndarray
-    slot: np.ndarray
+    w_col: np.ndarray
+    n_col: np.ndarray
     r_col: np.ndarray
-    widths: dict
+    slot: np.ndarray
+    width: int
+    slots: int
 
     @classmethod
     def of(cls, specs) -> KernelPlan:
         def starts(sizes) -> np.ndarray:
             return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
-        q_sizes = [len(s.channels) * len(s.degrees) for s in specs]
-        qbar_sizes = [size if s.averaged else 0 for s, size in zip(specs, q_sizes, strict=True)]
+        columns = {kind: [] for kind in ("q", "qbar", "w", "n", "r")}
+        width = 0
+        for s in specs:  # the order of FeatureSpec.feature_names
+            n_q = len(s.channels) * len(s.degrees)
+            for kind, size in (("q", n_q), ("qbar", n_q * s.averaged), ("w", n_q * s.wigner),
+                               ("n", len(s.channels) * s.counts), ("r", s.radial)):
+                columns[kind].append(width if size or kind == "q" else -1)
+                width += size
         has_sums = np.array([s.averaged or s.wigner for s in specs])
         channels = (starts([len(s.channels) for s in specs]),
                     np.array([CHANNEL_CODES[c] for s in specs for c in s.channels], dtype=np.int64))
         own = (starts([len(s.degrees) for s in specs]), np.array([l for s in specs for l in s.degrees], dtype=np.int64))
-        qbar_col = np.where([s.averaged for s in specs], starts(qbar_sizes)[:-1], -1)
-        slot = np.where(has_sums, np.cumsum(has_sums) - 1, -1)
-        widths = dict(q=sum(q_sizes), qbar=sum(qbar_sizes), slots=int(has_sums.sum()), r=sum(s.radial for s in specs))
-        return cls(tuple(sorted({l for s in specs for l in s.degrees})), channels, own, starts(q_sizes)[:-1],
-                   qbar_col.astype(np.int64), slot.astype(np.int64), starts([s.radial for s in specs])[:-1], widths)
+        slot = np.where(has_sums, np.cumsum(has_sums) - 1, -1).astype(np.int64)
+        return cls(tuple(sorted({l for s in specs for l in s.degrees})), channels, own,
+                   *(np.array(columns[kind], dtype=np.int64) for kind in ("q", "qbar", "w", "n", "r")),
+                   slot, width, int(has_sums.sum()))
 
     @property
     def n_lm(self) -> int:
@@ -186,29 +195,21 @@ class KernelPlan:
                 self.r_col)
 
 
-def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, sums: np.ndarray | None = None,
-                neighbors: np.ndarray | None = None):
-    """q_l (n, plan.widths["q"]), like/unlike bond counts (n, D, 2) and radial columns
-    (n, plan.widths["r"]) of the atoms in ``block`` for every definition, and a mask (n,) of
-    the atoms whose search needs a larger radius.  If ``sums`` (n, plan.widths["slots"], 2
-    (like, unlike), 2 (re, im), plan.n_lm) is given, the sums of Y_lm (m >= 0) over each
-    atom's like and unlike bonds are written into it; if ``neighbors`` (n, W) is, the
-    neighbours of the averaged definitions, nearest first, as far as they fit (their number
-    is the largest bond count of those definitions).  ``codes`` (N,) are integer species of
-    all atoms; ``grid`` a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom
-    without neighbours in a channel gets 0 there."""
-    n = block.stop - block.start
-    q = np.zeros((n, plan.widths["q"]))
-    counts = np.zeros((n, len(defs.kind), 2), dtype=np.int64)
-    radial = np.zeros((n, plan.widths["r"]))
-    short = np.zeros(n, dtype=np.bool_)
-    if sums is None:
-        sums = np.zeros((0, plan.widths["slots"], 2, 2, plan.n_lm))
-    if neighbors is None:
-        neighbors = np.zeros((0, 0), dtype=np.int32)
+def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, features: np.ndarray,
+                counts: np.ndarray, sums: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+    """Bond pass over the atoms in ``block``: their q_l and radial columns into ``features``
+    (n, plan.width), like/unlike bond counts into ``counts`` (n, D, 2), the sums of Y_lm (m >=
+    0) over their like and unlike bonds into ``sums`` (n, plan.slots, 2 (like, unlike), 2 (re,
+    im), plan.n_lm; any float type) if it has rows, the neighbours of the averaged
+    definitions, nearest first, into ``neighbors`` (n, W) as far as they fit (their number is
+    the largest bond count of those definitions).  Returns a mask (n,) of the atoms whose
+    search needs a larger radius.  ``codes`` (N,) are integer species of all atoms; ``grid``
+    a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom without neighbours
+    in a channel gets 0 there."""
+    short = np.zeros(block.stop - block.start, dtype=np.bool_)
     bond_kernel_for(plan.degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, defs.arrays(grid),
-                                  plan.arrays, q, counts, sums, radial, neighbors, short)
-    return q, counts, radial, short
+                                  plan.arrays, features, counts, sums, neighbors, short)
+    return short
 
 
 def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
@@ -256,8 +257,8 @@ def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
                     members[1] += wanted[1] and same
                     members[2] += wanted[2] and (jj == p or not same)
                     for x in range(m):
-                        a = flat[j, s, x]
-                        b = flat[j, s, m + x]
+                        a = np.float64(flat[j, s, x])  # widened before adding: sums in double precision
+                        b = np.float64(flat[j, s, m + x])
                         acc[0, x] += (a + b) * w_all
                         acc[1, x] += a * w_like
                         acc[2, x] += b * w_unlike
@@ -273,15 +274,13 @@ def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
 
 
 def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
-               neighbors: np.ndarray) -> np.ndarray:
-    """Lechner-Dellago q̄_l (n, plan.widths["qbar"]) of the atoms in ``block`` for the averaged
-    definitions, from every atom's bond ``counts`` (N, D, 2), Y_lm ``sums`` (N, slots, 2, 2,
-    n_lm) and ``neighbors`` (N, W) of :func:`bond_orders` (``sums`` of any float type:
-    float32 halves the memory traffic and changes q̄_l by about 1e-8, below the rounding of
-    the model's float32 input)."""
-    out = np.zeros((block.stop - block.start, plan.widths["qbar"]))
-    _average_kernel(block.start, block.stop, codes, counts, sums, neighbors, plan.arrays, out)
-    return out
+               neighbors: np.ndarray, features: np.ndarray) -> None:
+    """Lechner-Dellago q̄_l of the atoms in ``block`` for the averaged definitions, into their
+    columns of ``features`` (n, plan.width), from every atom's bond ``counts`` (N, D, 2), Y_lm
+    ``sums`` (N, slots, 2, 2, n_lm) and ``neighbors`` (N, W) of :func:`bond_orders`
+    (``sums`` in single precision halve the memory traffic and change q̄_l by about 1e-8,
+    below the rounding of the model's float32 input)."""
+    _average_kernel(block.start, block.stop, codes, counts, sums, neighbors, plan.arrays, features)
 
 
 @cache
