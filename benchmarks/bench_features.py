@@ -21,9 +21,10 @@ less sensitive to other load on a shared machine).
 - pyscal3: ``find_neighbors(cutoff, store_rows=False)`` + ``steinhardt_parameter([4, 6, 8])``;
 - freud: ``Steinhardt([4, 6, 8])`` with an ``AABBQuery`` cutoff query (single precision).
 
-Memory: a separate process builds a ``4 * memory_cells**3``-atom random alloy as plain
-arrays, runs the features once on a small frame (loads the compiled kernels), resets the
-kernel's peak-RSS counter and reports the peak increase over the loaded frame.
+Memory: for the nine features and for the set, a separate process builds a
+``4 * memory_cells**3``-atom random alloy as plain arrays, runs the features once on a small
+frame (loads the compiled kernels), resets the kernel's peak-RSS counter and reports the peak
+increase over the loaded frame.
 """
 
 from __future__ import annotations
@@ -166,11 +167,12 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def memory_worker(cells: int) -> dict:
-    """Peak RSS increase (MiB) while computing the nine features of a large random alloy."""
+def memory_worker(cells: int, which: str) -> dict:
+    """Peak RSS increase (MiB) while computing the nine features (``which`` = "nine") or the
+    scale-free set ("set") of a large random alloy."""
     from ovito_atomclass import FeatureSpec, compute_features
 
-    spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES))
+    spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES)) if which == "nine" else scale_free_set()
     small = random_alloy(n_cells=3, seed=0)
     compute_features((small.positions, small.cell.array, True, np.array(small.get_chemical_symbols())), spec)
     rng = np.random.default_rng(0)
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cells per edge of the memory frame (default 80: 2,048,000 atoms); 0 skips it")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory-spec", choices=["nine", "set"], default="nine", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cells < 1 or args.repeats < 1 or min(args.threads) < 1 or args.memory_cells < 0:
         parser.error("--cells, --repeats and --threads must be positive, --memory-cells not negative")
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(time_worker(args.cells, args.threads[0], args.repeats, args.codes)))
         return 0
     if args.worker == "memory":
-        print(json.dumps(memory_worker(args.memory_cells)))
+        print(json.dumps(memory_worker(args.memory_cells, args.memory_spec)))
         return 0
 
     started = time.perf_counter()
@@ -247,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\ncores a pure numba loop kept busy (CPU / wall) before and after the timings: " + "; ".join(
         f"{n} thread(s) " + " / ".join(f"{r['cpu'] / r['wall']:.2f}" for r in rows
                                        if r["code"] == "control" and r["threads"] == n) for n in args.threads))
-    memory = None
+    memory = {}
     if args.memory_cells:
-        memory = in_worker(["--worker", "memory", "--memory-cells", str(args.memory_cells)])
-        print(f"\nmemory, {memory['atoms']:,} atoms, {memory['features']} features: peak RSS "
-              f"{memory['peak_mib']:.0f} MiB over a loaded frame of {memory['baseline_mib']:.0f} MiB "
-              f"(+{memory['increase_mib']:.0f} MiB), {memory['seconds']:.1f} s")
+        for which in ("nine", "set"):
+            memory[which] = m = in_worker(["--worker", "memory", "--memory-cells", str(args.memory_cells),
+                                           "--memory-spec", which])
+            print(f"\nmemory, {m['atoms']:,} atoms, {m['features']} features ({which}): peak RSS "
+                  f"{m['peak_mib']:.0f} MiB over a loaded frame of {m['baseline_mib']:.0f} MiB "
+                  f"(+{m['increase_mib']:.0f} MiB), {m['seconds']:.1f} s")
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"timings": rows, "memory": memory}, indent=1))

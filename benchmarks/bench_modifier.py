@@ -9,16 +9,17 @@ Models: the shipped ``default.onnx`` and ``seed.onnx``, and a model of a scale-f
 (``bench_features.scale_free_set``): the shipped default itself once it has one, else a stand-in
 50-tree forest (depth 20, as the general model's draft) trained here in a few seconds on
 rattled fcc, hcp, bcc, diamond, L1_2, B2 and random packings, which stands in for the general
-model's inference cost.  Each modifier runs
-once untimed on a small frame (JIT compilation, model loading), then ``--repeats`` times in a
-fresh pipeline on the frame: medians of wall and process-CPU time.  ``--threads N`` runs the
-whole benchmark in a process with OVITO, numba and onnxruntime limited to N threads.
+model's inference cost.  Each modifier runs once untimed on a small frame (JIT compilation,
+model loading), then ``--repeats`` times in a fresh pipeline on the frame, the modifiers taking
+turns: medians of wall and process-CPU time.  ``--threads N`` runs the whole benchmark in a
+process with OVITO, numba and onnxruntime limited to N threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,10 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: pipeline.compute()
 
     small, data = frame(4), frame(args.cells)
-    rows = {}
-    for name, make in makers.items():
+    for make in makers.values():
         run(small, make)()
-        rows[name] = timed(lambda make=make: run(data, make)(), args.repeats)
+    # the repeats take turns, so that a change of load on a shared machine hits every modifier alike
+    samples = {name: [] for name in makers}
+    for _ in range(args.repeats):
+        for name, make in makers.items():
+            samples[name].append(timed(run(data, make), 1))
+    rows = {name: {key: statistics.median(s[key] for s in runs) for key in ("wall", "cpu")}
+            for name, runs in samples.items()}
     ptm, cna = rows["PTM, output_ordering"]["wall"], rows["adaptive CNA"]["wall"]
     threads = args.threads or os.cpu_count()
     print(f"\n{data.particles.count:,} atoms (fcc Ni, rattle {args.rattle} Å), {threads} thread(s) on "

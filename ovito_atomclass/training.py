@@ -146,18 +146,23 @@ def parse_config(raw: dict, path: Path) -> TrainingConfig:
 
 
 def _parse_features(value) -> FeatureSpec | FeatureSet:
-    """``[features]`` (one table) as a FeatureSpec, ``[[features]]`` (labelled tables) as a FeatureSet."""
+    """``[features]`` (one table) as a FeatureSpec, ``[[features]]`` (labelled tables) as a
+    FeatureSet.  A table with ``num_neighbors`` and no ``cutoff`` has none (TOML has no null)."""
     if isinstance(value, dict):
-        return FeatureSpec.from_dict(value)
+        return FeatureSpec.from_dict(_no_cutoff(value))
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise ValueError(f"features must be a [features] table or [[features]] tables, got {value!r}")
     specs = []
     for number, table in enumerate(value, 1):
         try:
-            specs.append(FeatureSpec.from_dict(table))
+            specs.append(FeatureSpec.from_dict(_no_cutoff(table)))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"[[features]] table {number} ({table.get('label', 'no label')}): {exc}") from None
     return FeatureSet(tuple(specs))
+
+
+def _no_cutoff(table: dict) -> dict:
+    return {"cutoff": None, **table} if "num_neighbors" in table else table
 
 
 def _check_keys(table: dict, known: set[str], where: str) -> None:

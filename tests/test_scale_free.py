@@ -261,10 +261,11 @@ def test_bad_feature_sets_are_refused_clearly(specs, message):
 
 def test_training_config_with_feature_tables(tmp_path):
     classes = [{"name": "fccNi"}, {"name": "bccFe"}]
-    tables = [{"label": "cp", "cutoff": None, "num_neighbors": 12, "relative_cutoff": 1.2, "radial": 2},
+    # TOML has no null: a table with num_neighbors and no cutoff has none
+    tables = [{"label": "cp", "num_neighbors": 12, "relative_cutoff": 1.2, "radial": 2},
               {"label": "n4", "cutoff": None, "num_neighbors": 4}]
     config = parse_config({"classes": classes, "features": tables}, tmp_path / "c.toml")
-    assert config.spec == FeatureSet((FeatureSpec(**tables[0]), FeatureSpec(**tables[1])))
+    assert config.spec == FeatureSet((FeatureSpec(cutoff=None, **tables[0]), FeatureSpec(**tables[1])))
     tables[1]["relative"] = 1.2
     with pytest.raises(ValueError, match=r"\[\[features\]\] table 2 \(n4\): .*\['relative'\]"):
         parse_config({"classes": classes, "features": tables}, tmp_path / "c.toml")
