@@ -303,3 +303,21 @@ def test_the_neighbour_store_widens_when_neighbours_do_not_fit(monkeypatch):
     expected = compute_features(atoms, spec)
     monkeypatch.setattr(Definitions, "typical_neighbors", lambda self, which, grid: 3)
     np.testing.assert_array_equal(compute_features(atoms, spec, block_size=40), expected)
+
+
+def test_work_arrays_kept_between_frames_carry_no_values_over():
+    # the engine keeps its large work arrays for the next frame: a frame after a different one
+    # must give what it gives in fresh memory
+    from ovito_atomclass import features
+
+    dense = random_alloy(n_cells=3, seed=12)
+    small = random_alloy(n_cells=2, seed=13)
+    small.rattle(0.05, seed=2)
+    specs = [FeatureSpec(averaged=True, counts=True), SCALE_FREE]
+    features._kept.clear()
+    fresh = [compute_features(small, s) for s in specs]
+    for spec, expected in zip(specs, fresh, strict=True):
+        compute_features(dense, SCALE_FREE)
+        compute_features(dense, FeatureSpec(averaged=True, counts=True))
+        assert features._kept  # memory was kept, and is now reused
+        np.testing.assert_array_equal(compute_features(small, spec), expected)
