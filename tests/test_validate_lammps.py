@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,13 @@ def test_general_names(vl):
                       "skutterudite": "Other", "Other": "Other"}
     general = ["fcc", "hcp", "bcc", "diamond", "L1_2", "L1_0", "B2", "D0_19", "Other"]
     assert vl.general_names(general) == {c: c for c in general}
+
+
+def test_every_case_labels_its_regions_only(vl):
+    for case in vl.CASES.values():
+        truth = case.build().arrays["truth"]
+        assert set(truth) - {vl.IGNORED} == set(case.regions), case.name
+    assert set(vl.CASES["liquid_Si"].build().arrays["truth"]) == {vl.CLASSES.index("Other")}
 
 
 @pytest.mark.parametrize("structure, symbols, a, cna", [
@@ -134,13 +142,16 @@ def test_scores_and_rules(vl):
         labels[core[:28]] = "fcc"
         return labels
 
-    rows = vl.score(frames, tms, {"m": core_half_wrong, "PTM": vl.ptm_labels, "a-CNA": vl.cna_labels})
+    methods = {"m": core_half_wrong, "PTM": vl.ptm_labels, "a-CNA": vl.cna_labels,
+               "PTM, no cutoff": partial(vl.ptm_labels, rmsd_cutoff=0.0)}
+    rows = vl.score(frames, tms, methods)
     core, matrix = rows
     assert (core.region, core.atoms, core.frames, core.fraction) == ("core (L1_2)", 55, 2, 0.25)
-    assert core.right == {"m": 2 * 27, "PTM": 2 * 55, "a-CNA": None}  # a-CNA: n/a on ordered alloys
+    # a-CNA: n/a on ordered alloys
+    assert core.right == {"m": 2 * 27, "PTM": 2 * 55, "a-CNA": None, "PTM, no cutoff": 2 * 55}
     assert core.score("m") == pytest.approx(27 / 55) and core.score("a-CNA") is None
     assert core.misses("m") == "TP" and core.misses("PTM") == ""
-    assert matrix.right == {"m": 2 * 1161, "PTM": 2 * 1161, "a-CNA": 2 * 1161} and matrix.misses("m") == ""
+    assert matrix.right == dict.fromkeys(methods, 2 * 1161) and matrix.misses("m") == ""
     row = vl.Row("c", 900.0, 0.9, "fcc", "fcc", 0.97, 100, 1, "", {"m": 98, "PTM": 98, "a-CNA": 90})
     assert row.misses("m") == "H"  # hot: must beat PTM, a tie is not enough
     row.right["m"] = 100
@@ -148,7 +159,7 @@ def test_scores_and_rules(vl):
     row.right.update(m=97, PTM=99)
     assert row.misses("m") == "PH"
     assert vl.Row("c", 300.0, 0.2, "gb", "Other", None, 10, 1, "", {"m": 0, "PTM": 10, "a-CNA": 10}).misses("m") == ""
-    line = "| L1_2_precipitate_NiAl | 300 | 0.25 | core (L1_2) | 55 × 2 | ≥ 97 % | 49.1 % ✗ TP | 100.0 % | n/a |"
+    line = "| 300 | 0.25 | core (L1_2) | 55 × 2 | ≥ 97 % | 49.1 % ✗ TP | 100.0 % | n/a | 100.0 % |"
     assert line in vl.table(rows, ["m"])
 
 
