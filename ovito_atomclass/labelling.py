@@ -398,7 +398,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--counts", metavar="CSV",
                            help="per-frame counts and fractions (default: counts.csv beside the frames); "
                                 "the plot goes to the same name with .png")
-    run_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
 
 def _threshold(text: str) -> float:
@@ -487,6 +486,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     started = last_flush = time.monotonic()
     workers = 1 if args.scheduler else min(args.workers, max(1, len(todo)))
+    if args.verbose:
+        print(f"model {model.path}: classes {', '.join(model.classes)}; features {model.spec.to_json()}\n"
+              f"{len(tasks)} frames selected in {len(files)} files, {skipped} already labelled; {workers} workers",
+              file=sys.stderr)
     progress = tqdm(total=len(todo), unit="frame", disable=args.quiet, dynamic_ncols=True)
     try:
         with _executor(workers, args.scheduler, settings) as (submit, wait, window):
@@ -495,6 +498,9 @@ def run(args: argparse.Namespace) -> int:
                 if result.error is None:
                     rows[result.task.index] = counts_row(result, names)
                     labelled += 1
+                    if args.verbose:
+                        progress.write(f"frame {result.task.index} ({result.task.file}, frame {result.task.frame}): "
+                                       + ", ".join(f"{n} {c}" for n, c in result.counts.items() if c), file=sys.stderr)
                 else:
                     failures.append(result)
                     if not args.keep_going:
@@ -509,7 +515,15 @@ def run(args: argparse.Namespace) -> int:
         save_counts()
         write_errors(errors_path, failures)
     if rows:
-        plot_fractions(plot_path, rows, names, colors)
+        try:
+            plot_fractions(plot_path, rows, names, colors)
+        except ModuleNotFoundError as exc:  # matplotlib comes with the [train] extra
+            if not exc.name.startswith("matplotlib"):
+                raise
+            plot_path = None
+            if not args.quiet:
+                print("atomclass label: no plot of the fractions: matplotlib is not installed "
+                      "(pip install matplotlib)", file=sys.stderr)
     if not args.quiet:
         _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers,
                  args.scheduler, counts_path, plot_path)
@@ -525,4 +539,4 @@ def _summary(rows, names, labelled, skipped, failures, seconds, workers, schedul
     if rows:
         mean = {n: sum(float(r[f"fraction_{n}"]) for r in rows.values()) / len(rows) for n in names}
         print("mean fractions over", len(rows), "frames:", ", ".join(f"{n} {mean[n]:.3f}" for n in names))
-    print(f"counts: {counts_path}  plot: {plot_path}")
+    print(f"counts: {counts_path}" + (f"  plot: {plot_path}" if plot_path else ""))
