@@ -9,6 +9,7 @@ error), read by its module as ``args.quiet`` and ``args.verbose``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import traceback
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             module.add_arguments(subparser)
     args = parser.parse_args(argv)
     try:
-        return int(module.run(args) or EXIT_OK)
+        with _compile_notice(args):
+            return int(module.run(args) or EXIT_OK)
     except KeyboardInterrupt:
         print("atomclass: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -71,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         _report(args, exc)
         return EXIT_FAILURE
+
+
+def _compile_notice(args: argparse.Namespace):
+    """A context that prints one line on stderr when numba starts compiling the feature
+    kernels (the first run after installing), unless ``-q``."""
+    if args.quiet:
+        return contextlib.nullcontext()
+    from .warmup import COMPILING, on_compile
+
+    return on_compile(lambda: print(f"atomclass {args.command}: {COMPILING}", file=sys.stderr, flush=True))
 
 
 def _report(args: argparse.Namespace, exc: Exception) -> None:

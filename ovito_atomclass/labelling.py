@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .cli import UsageError
 from .files import write_atomically
 from .model import check_threshold, counts_from_attributes, load_model
+from .warmup import prepare
 
 # output formats able to carry the Structure Type column, with their file name extensions
 FORMATS = {"lammps/dump": ".dump", "xyz": ".xyz"}
@@ -490,6 +491,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"model {model.path}: classes {', '.join(model.classes)}; features {model.spec.to_json()}\n"
               f"{len(tasks)} frames selected in {len(files)} files, {skipped} already labelled; {workers} workers",
               file=sys.stderr)
+    if todo:  # compile (or load) the kernels once here, not in every worker at the same time
+        prepare(model.spec)
     progress = tqdm(total=len(todo), unit="frame", disable=args.quiet, dynamic_ncols=True)
     try:
         with _executor(workers, args.scheduler, settings) as (submit, wait, window):
