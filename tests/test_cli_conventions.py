@@ -85,7 +85,8 @@ def test_label_imports_nothing_of_the_training_stack(frames, tiny_model, tmp_pat
         from ovito_atomclass.cli import main
         assert main(["label", r"{frames}", "-o", r"{tmp_path / 'out'}", "-m", r"{tiny_model}", "-j", "1", "-q"]) == 0
         training = {TRAINING_MODULES!r}
-        print(" ".join(sorted(n for n in sys.modules if n in training or n.startswith(tuple(m + "." for m in training)))))
+        inside = tuple(m + "." for m in training)
+        print(" ".join(sorted(n for n in sys.modules if n in training or n.startswith(inside))))
         """, tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [] and (tmp_path / "out" / "counts.png").exists()
