@@ -297,6 +297,7 @@ def frame_path(pattern: Path, index: int) -> Path:
 
 
 def counts_columns(names: list[str]) -> list[str]:
+    """The columns of the counts CSV for the structure types ``names``."""
     return (["frame", "file", "frame_in_file", "timestep", "atoms"] + [f"count_{n}" for n in names]
             + [f"fraction_{n}" for n in names])
 
@@ -365,6 +366,7 @@ def write_errors(path: Path, failures: list[Result]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atomclass label`` to ``parser``."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="trajectory files or wildcard patterns, anything OVITO reads (LAMMPS dump/data, "
                              "extxyz, POSCAR, ...); multi-frame files are split into frames")

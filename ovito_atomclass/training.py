@@ -374,6 +374,7 @@ def _versions() -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atomclass train`` to ``parser``."""
     parser.add_argument("config", help="training configuration (.toml, or .yaml/.yml)")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.onnx); MODEL.md goes beside it")
     parser.add_argument("--report", metavar="DIR", help="also write the report (metrics, ROC curves) into DIR")
@@ -381,6 +382,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``atomclass train`` with the parsed ``args``; returns the exit code."""
     config = read_config(args.config)
     if args.seed is not None:
         config.seed = args.seed
