@@ -51,10 +51,11 @@ from .features import compute_features
 from .files import write_atomically
 from .model import load_model, save_model
 from .spec import FeatureSpec
+from .trajectory import card_lines, trajectory_class
 
 TOP_KEYS = {"seed", "features", "augmentation", "sampling", "models", "classes"}
 SAMPLING_KEYS = {"per_class", "test_fraction", "cv"}
-CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other"}
+CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other", "trajectory"}
 RECIPES = ("bulk", "crystal", "file", "other")
 AUC_TIE = 1e-3  # ROC AUCs closer than this do not tell models apart; precision decides
 
@@ -157,6 +158,9 @@ def _parse_class(entry: dict, folder: Path, earlier: list):
     name = str(entry["name"])
     _check_keys(entry, CLASS_KEYS, f"class {name!r}")
     recipes = [r for r in RECIPES if r in entry]
+    if "trajectory" in entry:  # frames of the user's own MD, alone or with the templates of a recipe
+        template = {k: v for k, v in entry.items() if k != "trajectory"}
+        return trajectory_class(entry, folder, _parse_class(template, folder, earlier) if recipes else None)
     if len(recipes) > 1:
         raise ValueError(f"class {name!r}: give one of {', '.join(RECIPES)}, not {recipes}")
     if not recipes:
@@ -235,8 +239,8 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     short = {name: n for name, n in data.counts().items() if n < config.per_class}
     if short:
         raise ValueError(f"sampling.per_class = {config.per_class} but the data set holds fewer atoms of {short}: "
-                         "lower per_class or raise augmentation.draws")
-    sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed))
+                         "lower per_class, raise augmentation.draws or select more trajectory frames")
+    sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed), data.stratum)
     train_rows, test_rows = train_test_split(sample, test_size=config.test_fraction, stratify=data.y[sample],
                                              random_state=config.seed)
     records = []
@@ -252,6 +256,7 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
         "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
         "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
+        "sources": {c.name: c.provenance(config.augmentation) for c in config.classes if hasattr(c, "provenance")},
         "n_train": len(train_rows), "n_test": len(test_rows),
         "models": [{key: r[key] for key in ("model", "best_params", "cv_score", "fit_seconds")}
                    | {"test_macro_auc": r["test"]["macro_auc"], "test_macro_precision": r["test"]["macro_precision"],
@@ -309,15 +314,19 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
         lines.append(f"| {i} | {name} | {rgb} | {summary['rows_per_class'][name]} | {test['precision'][i]:.4f} | "
                      f"{test['auc'][i]:.5f} |")
     spec = load_model(path).spec
-    aug = summary["augmentation"]
+    aug, sources = summary["augmentation"], summary.get("sources", {})
+    augmented = any(read["augment"] for source in sources.values() for read in source["trajectories"])
+    templates = (f"{summary['templates_per_class']} perturbed templates per class{' with a recipe' * bool(sources)}"
+                 f"{' and per augmented frame' * augmented}: Gaussian rattling with standard deviations "
+                 f"{aug['rattle']} Å, {aug['draws']} draws each, random homogeneous strain up to "
+                 f"±{100 * aug['strain']:g} %. ")
+    perturbed = augmented or any(name not in sources or sources[name]["templates"] for name in data.class_names)
     lines += ["", "## Features", "", f"`FeatureSpec` {spec.to_json()}", "",
               f"{len(summary['feature_names'])} columns: {', '.join(summary['feature_names'])}.", "",
               "## Data", "",
-              f"{summary['templates_per_class']} perturbed templates per class: Gaussian rattling with standard "
-              f"deviations {aug['rattle']} Å, {aug['draws']} draws each, random homogeneous strain up to "
-              f"±{100 * aug['strain']:g} %. {summary['per_class']} atoms per class sampled, "
+              f"{templates * perturbed}{summary['per_class']} atoms per class sampled, "
               f"{summary['n_train']} for training (grid search, cross-validated), {summary['n_test']} for the test.",
-              "", "## Models tried (test set)", "",
+              *card_lines(sources), "", "## Models tried (test set)", "",
               "| model | best parameters | CV accuracy | macro ROC AUC | macro precision | min precision | fit s |",
               "|---|---|---|---|---|---|---|"]
     for r in summary["models"]:

@@ -18,7 +18,7 @@ from ovito_atomclass.crystals import l12_ni3al
 TRAINING_STACK = ("ase", "sklearn", "scipy", "skl2onnx", "onnx", "matplotlib", "yaml")
 TRAINING_MODULES = ("ase", "sklearn", "skl2onnx", "onnx", "ovito_atomclass.training", "ovito_atomclass.zoo",
                     "ovito_atomclass.report", "ovito_atomclass.crystals", "ovito_atomclass.dataset",
-                    "ovito_atomclass.augment", "ovito_atomclass.samples")
+                    "ovito_atomclass.augment", "ovito_atomclass.samples", "ovito_atomclass.trajectory")
 
 
 @pytest.fixture(scope="module")
