@@ -44,7 +44,7 @@ class Dataset:
         return Dataset(self.X[rows], self.y[rows], self.class_names, self.colors, self.feature_names,
                        self.draw[rows], self.stdev[rows], None if self.stratum is None else self.stratum[rows])
 
-    def counts(self) -> dict[str, int]:
+    def class_sizes(self) -> dict[str, int]:
         """Number of rows per class name."""
         return dict(zip(self.class_names, np.bincount(self.y, minlength=len(self.class_names)).tolist(), strict=True))
 

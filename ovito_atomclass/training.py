@@ -48,7 +48,7 @@ from .augment import Augmentation
 from .crystals import PRECIPITATE_REFERENCE, REFERENCE_CLASSES, CrystalClass, DisorderedClass, precipitate
 from .dataset import Dataset, build_dataset, stratified_sample
 from .features import compute_features
-from .files import write_atomically
+from .files import writable_folder, write_atomically
 from .model import load_model, save_model
 from .spec import FeatureSpec
 from .trajectory import card_lines, trajectory_class
@@ -234,9 +234,15 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     output = Path(output)
     if output.resolve() == config.path.resolve():
         raise ValueError(f"the output {output} would overwrite the configuration")
+    # a training takes minutes: find an output that cannot be written before it, not after
+    if output.is_dir():
+        raise ValueError(f"the output {output} is a folder: give the model file to write")
+    writable_folder(output.resolve().parent, "model")
+    if report_dir is not None:
+        writable_folder(report_dir, "report")
     start = time.perf_counter()
     data = build_dataset(config.classes, config.spec, config.augmentation, config.seed, progress)
-    short = {name: n for name, n in data.counts().items() if n < config.per_class}
+    short = {name: n for name, n in data.class_sizes().items() if n < config.per_class}
     if short:
         raise ValueError(f"sampling.per_class = {config.per_class} but the data set holds fewer atoms of {short}: "
                          "lower per_class, raise augmentation.draws or select more trajectory frames")
@@ -254,7 +260,7 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
                                 r["test"]["macro_precision"]), reverse=True)
     summary = {
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
-        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
+        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.class_sizes(),
         "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
         "sources": {c.name: c.provenance(config.augmentation) for c in config.classes if hasattr(c, "provenance")},
         "n_train": len(train_rows), "n_test": len(test_rows),

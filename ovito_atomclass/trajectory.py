@@ -153,11 +153,14 @@ def parse_source(table: dict, folder: Path, where: str) -> FrameSource:
     counts = []
     for file in files:
         try:
-            n, truncated, _ = scan(file)
+            tasks, _ = scan(file)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
-        if truncated:
-            warnings.warn(f"{where}: {truncated}; its last frame is left out", stacklevel=2)
+        # the frames OVITO's index of the file reaches: up to a damaged frame, if any
+        n = next((k for k, task in enumerate(tasks) if task.error or task.span), len(tasks))
+        if n < len(tasks):
+            warnings.warn(f"{where}: {tasks[n].error}; it and the {len(tasks) - n - 1} frame(s) after it are left out",
+                          stacklevel=2)
         counts.append(n)
     everything = [(i, k) for i, n in enumerate(counts) for k in range(n)]
     selected = tuple(everything[chosen])

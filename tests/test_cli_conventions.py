@@ -107,8 +107,8 @@ def test_lean_install_labels_without_the_training_stack_and_train_names_the_extr
         print(main(["train", "any.toml", "-o", "m.onnx"]))
         """, tmp_path)
     assert run.stdout.split()[-2:] == ["0", "1"], run.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["counts.csv", "frame_000000.xyz",
-                                                                    "frame_000001.xyz"]
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"counts.csv", "frame_000000.xyz", "frame_000001.xyz"} <= written and "counts.png" not in written
     assert "no plot of the fractions: matplotlib is not installed" in run.stderr
     assert "atomclass train: needs ase, which the [train] extra installs" in run.stderr
     assert "pip install 'ovito-atomclass[train]'" in run.stderr

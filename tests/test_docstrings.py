@@ -4,6 +4,8 @@ API reference of the documentation site is generated from these docstrings)."""
 import importlib
 import inspect
 import pkgutil
+import re
+from pathlib import Path
 
 import ovito_atomclass
 
@@ -36,3 +38,10 @@ def test_every_public_name_has_a_docstring():
             "ovito_atomclass.model.default_model_path", "ovito_atomclass.spec.FeatureSpec.from_json"} <= set(found)
     missing = sorted(name for name, obj in found.items() if not (obj.__doc__ or "").strip())
     assert not missing, f"no docstring: {missing}"
+
+
+def test_the_api_reference_covers_every_public_module():
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. automodule:: (\S+)$", api, flags=re.M))
+    modules = {name for name, obj in public_objects() if inspect.ismodule(obj)}
+    assert documented == modules

@@ -151,7 +151,7 @@ def test_dataset_is_reproducible_and_labelled_by_class():
     c = build_dataset(SMALL, spec, aug, seed=6, progress=False)
     np.testing.assert_array_equal(a.X, b.X)
     assert not np.array_equal(a.X, c.X)
-    assert a.counts() == {"fccNi": 432, "gamma": 432, "bccFe": 512}
+    assert a.class_sizes() == {"fccNi": 432, "gamma": 432, "bccFe": 512}
     assert a.feature_names == spec.feature_names and a.class_names == ["fccNi", "gamma", "bccFe"]
     assert a.draw.max() == 11 and np.unique(a.stdev).tolist() == [0.01, 0.05]
     # every row of a draw has its class, and each draw is one template's worth of features
@@ -179,7 +179,7 @@ def test_dataset_keeps_only_the_marked_members_with_features_of_the_whole_templa
                          progress=False)
     atoms = _SlabInterior().template(RNG(0), 9.0)
     members = atoms.arrays[MEMBERS]
-    assert data.counts() == {"interior": int(members.sum()), "bccFe": 128} and 0 < members.sum() < len(atoms)
+    assert data.class_sizes() == {"interior": int(members.sum()), "bccFe": 128} and 0 < members.sum() < len(atoms)
     np.testing.assert_allclose(data.X[data.y == 0], compute_features(atoms, spec)[members])
     atoms.arrays[MEMBERS][:] = False
     empty = type("Empty", (), {"name": "empty", "color": (0, 0, 0), "template": lambda self, rng, w: atoms})()

@@ -237,7 +237,7 @@ def test_a_frame_without_species_is_refused_for_like_and_unlike_features(md):
         build = lambda c=config: build_dataset(c.classes, c.spec, Augmentation(rattle=(0.0,), draws=1),  # noqa: E731
                                                progress=False)
         if works:
-            assert build().counts()["x"] == np.sum(two_phase(7).arrays["phase"] == CRYSTAL)
+            assert build().class_sizes()["x"] == np.sum(two_phase(7).arrays["phase"] == CRYSTAL)
         else:
             with pytest.raises(ValueError, match="untyped.dump, frame 0: .*like/unlike.* no Particle Type"):
                 build()
