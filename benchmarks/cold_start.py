@@ -4,7 +4,9 @@ Runs ``atomclass label`` on one frame in a fresh process, first with an empty nu
 (``NUMBA_CACHE_DIR`` and the generated-kernel cache point to empty folders: what a new install
 sees), then again with the cache that run left (every later run).  For the cold run it lists
 the time numba spends compiling each kernel (wall and CPU time of the compiling thread), from
-numba's ``numba:compile`` events.  Prints a Markdown table; ``--json FILE`` keeps the numbers.
+numba's ``numba:compile`` events, and the compiler passes that take longest (``numba:run_pass``
+events: CPU time per function and pass; a pass that compiles a callee includes the callee's
+passes).  Prints Markdown tables; ``--json FILE`` keeps the numbers.
 
     python benchmarks/cold_start.py                       # default.onnx, a 4000-atom fcc frame
     python benchmarks/cold_start.py --model models/seed.onnx --runs 3
@@ -23,12 +25,14 @@ import textwrap
 import time
 from pathlib import Path
 
-# the child: label one frame, recording numba's compilations (outermost only) and the time of each
+# the child: label one frame, recording numba's compilations (outermost only) and the time of
+# each, and the CPU time of each compiler pass per function
 CHILD = textwrap.dedent("""
     import json, sys, time
+    from collections import defaultdict
     from numba.core import event
 
-    compiles, stack = [], []
+    compiles, stack, passes, pass_stack = [], [], defaultdict(float), []
 
     class Listener(event.Listener):
         def on_start(self, ev):
@@ -41,11 +45,19 @@ CHILD = textwrap.dedent("""
                 compiles.append((f"{f.__module__}.{f.__qualname__}", time.perf_counter() - wall,
                                  time.thread_time() - cpu))
 
+    class Passes(event.Listener):
+        def on_start(self, ev):
+            pass_stack.append(time.thread_time())
+
+        def on_end(self, ev):
+            passes[ev.data["qualname"].split(".")[-1] + ": " + ev.data["name"]] += time.thread_time() - pass_stack.pop()
+
     event.register("numba:compile", Listener())
+    event.register("numba:run_pass", Passes())
     from ovito_atomclass.cli import main
 
     code = main(sys.argv[1:])
-    print(json.dumps({"code": code, "compiles": compiles}))
+    print(json.dumps({"code": code, "compiles": compiles, "passes": passes}))
 """)
 
 
@@ -96,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", type=int, default=10, help="fcc cells per edge of the frame (4 N³ atoms)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="numba / OVITO threads")
     parser.add_argument("--runs", type=int, default=1, help="cold runs (each with a new empty cache)")
+    parser.add_argument("--passes", type=int, default=12, help="how many of the longest compiler passes to list")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="atomclass-cold-") as tmp:
@@ -125,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| kernel compiled in the cold run | wall (s) | CPU (s) |\n|---|---|---|")
     for name, times in sorted(kernels.items(), key=lambda kv: -median([t[0] for t in kv[1]])):
         print(f"| `{name}` | {median([t[0] for t in times]):.2f} | {median([t[1] for t in times]):.2f} |")
+    passes: dict[str, list[float]] = {}
+    for r in cold:
+        for name, cpu in r["passes"].items():
+            passes.setdefault(name, []).append(cpu)
+    print("\n| function: compiler pass (cold run, nested) | CPU (s) |\n|---|---|")
+    for name, times in sorted(passes.items(), key=lambda kv: -median(kv[1]))[: args.passes]:
+        print(f"| `{name}` | {median(times):.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"cold": cold, "warm": warm, "args": vars(args)}, indent=1))
     return 0
