@@ -4,6 +4,7 @@ and the declared Python version enforced by pip."""
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -36,8 +37,12 @@ def source_files(folder: str) -> set[str]:
 def dists(tmp_path_factory) -> dict[str, Path]:
     """The sdist, and the wheel built from it, as ``python -m build`` makes them."""
     out = tmp_path_factory.mktemp("dist")
+    egg_info = ROOT / "ovito_atomclass.egg-info"  # what building the sdist leaves in the source tree
+    leave_egg_info = egg_info.exists()
     run = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], capture_output=True,
                          text=True, timeout=600)
+    if not leave_egg_info:
+        shutil.rmtree(egg_info, ignore_errors=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return {"sdist": next(out.glob("*.tar.gz")), "wheel": next(out.glob("*.whl"))}
 
