@@ -2,7 +2,7 @@
 
 Bonds are summed into two accumulators per atom, ``like`` (neighbour of the centre's
 species) and ``unlike``; the ``all`` channel is their sum, so the three channels cost one
-pass over the bonds.  Conventions (those of OVITO's Steinhardt modifier):
+pass over the bonds.  Conventions (those of OVITO's Steinhardt modifier)::
 
     q_lm(i) = 1/N_c(i) sum_{j in c(i)} Y_lm(r_ij),   q_l = sqrt(4 pi/(2l+1) sum_m |q_lm|^2)
 
