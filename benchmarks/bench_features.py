@@ -5,7 +5,7 @@ OVITO's Steinhardt modifier, pyscal3 and freud, plus our peak memory on a large 
     python benchmarks/bench_features.py --cells 20 --memory-cells 0 --repeats 3   # a quick look
 
 Two systems of ``4 * cells**3`` atoms: fcc Ni (a = 3.52 Å) and a random two-species
-configuration at the same density (``tests/structures.py:random_alloy``); cutoff 4.0 Å.
+configuration at the same density (``ovito_atomclass.samples.random_alloy``); cutoff 4.0 Å.
 OVITO reads its thread count once, from ``OVITO_THREAD_COUNT``, when it is imported, so
 each thread count runs in its own worker process; inside it all four codes are timed on
 the same frame with numba, pyscal3 and freud set to the same count.  Each code first runs
@@ -39,10 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests/structures.py holds the system builders
+from ovito_atomclass.samples import random_alloy
 
-from tests.structures import random_alloy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CUTOFF = 4.0
 DEGREES = [4, 6, 8]

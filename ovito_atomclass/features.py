@@ -9,7 +9,7 @@ import numpy as np
 from .neighbors import neighbor_grid, spatial_order
 from .spec import FeatureSpec
 from .steinhardt import averaged_q, bond_orders, channel_total, invariants_w
-from .systems import Frame, as_frame
+from .systems import Frame, as_frame, check_geometry
 
 BLOCK_SIZE = 65536
 
@@ -23,6 +23,7 @@ def feature_blocks(frame: Frame, spec: FeatureSpec,
     if spec.needs_species and frame.species is None:
         raise ValueError(f"the features {spec.channels} need the chemical species of every atom, "
                          "but the frame has no particle types / chemical symbols")
+    check_geometry(frame, spec.cutoff)
     n = len(frame.positions)
     if n == 0:
         return

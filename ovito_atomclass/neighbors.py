@@ -33,6 +33,7 @@ class NeighborList:
 
     @property
     def counts(self) -> np.ndarray:
+        """Number of neighbours (n_centres,) of each centre atom."""
         return np.diff(self.offsets)
 
 

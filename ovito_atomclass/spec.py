@@ -66,16 +66,20 @@ class FeatureSpec:
         return names
 
     def to_dict(self) -> dict:
+        """The fields as a plain, JSON-ready dict (tuples become lists)."""
         d = asdict(self)
         d["degrees"] = list(self.degrees)
         d["channels"] = list(self.channels)
         return d
 
     def to_json(self) -> str:
+        """The spec as JSON, keys sorted: what a model file stores in its metadata."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
+        """A spec from :meth:`to_dict`'s output (or a configuration's ``[features]`` table);
+        ValueError names unknown fields or invalid values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -84,4 +88,5 @@ class FeatureSpec:
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
+        """A spec from :meth:`to_json`'s output; ValueError for unknown fields or invalid values."""
         return cls.from_dict(json.loads(text))

@@ -2,7 +2,7 @@
 
 Bonds are summed into two accumulators per atom, ``like`` (neighbour of the centre's
 species) and ``unlike``; the ``all`` channel is their sum, so the three channels cost one
-pass over the bonds.  Conventions (those of OVITO's Steinhardt modifier):
+pass over the bonds.  Conventions (those of OVITO's Steinhardt modifier)::
 
     q_lm(i) = 1/N_c(i) sum_{j in c(i)} Y_lm(r_ij),   q_l = sqrt(4 pi/(2l+1) sum_m |q_lm|^2)
 
@@ -14,10 +14,10 @@ neighbours; w_l is the normalised third-order invariant (Steinhardt 1983, eq. 1.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import math
 import sys
+import types
 from fractions import Fraction
 from functools import cache
 
@@ -100,17 +100,23 @@ def _bond_source(degrees: tuple[int, ...]) -> str:
 
 
 def _load_generated(name: str, source: str):
-    """Import generated ``source`` as module ``name`` from a file in the cache folder, so
-    that numba can cache its machine code across processes (it finds modules by name)."""
+    """Run generated ``source`` as module ``name``, filed under the user's private cache
+    folder so that numba can cache its machine code across processes (it finds modules by
+    name and their cache by file).  The module is compiled from ``source`` itself: no file
+    or bytecode found in the folder is ever run."""
     if name in sys.modules:
         return sys.modules[name]
     path = cache_dir() / f"{name}.py"
     if not path.exists() or path.read_text() != source:
         write_atomically(path, source.encode())
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module
 
 

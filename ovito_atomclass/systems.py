@@ -50,6 +50,34 @@ class Frame:
         return np.unique(self.species, return_inverse=True)[1].astype(np.int64)
 
 
+# the largest extent of a frame, in neighbour radii, that the neighbour search handles: any
+# real configuration is far below (a billion atoms span about 600 radii of 4 Å)
+MAX_EXTENT_IN_RADII = 1e6
+
+
+def check_geometry(frame: Frame, radius: float | None) -> None:
+    """Raise ValueError saying what is wrong if ``frame`` cannot be searched for neighbours
+    within ``radius`` (Å; None for the N nearest): a left-handed cell (inverted bounds such
+    as zlo > zhi), or atoms and periodic cell vectors that spread over more than
+    :data:`MAX_EXTENT_IN_RADII` radii (a tiny cutoff, a huge cell, a stray atom)."""
+    cell, pbc, positions = frame.cell, frame.pbc, frame.positions
+    if np.linalg.det(cell) < 0:
+        raise ValueError(f"the cell is left-handed (its vectors, as rows, have a negative determinant): "
+                         f"{cell.tolist()}; inverted box bounds such as zlo > zhi?")
+    if radius is None or not len(positions):
+        return
+    spread = np.ptp(positions, axis=0).max()
+    extent = spread + np.linalg.norm(cell[pbc], axis=1).sum()
+    if extent > MAX_EXTENT_IN_RADII * radius:
+        if spread >= extent / 2:
+            far = int(np.argmax(np.abs(positions - np.median(positions, axis=0)).max(axis=1)))
+            where = f"the atoms spread over {spread:.4g} Å (atom index {far} is at {positions[far].tolist()} Å)"
+        else:
+            where = f"the periodic cell vectors are {np.linalg.norm(cell, axis=1)[pbc].round(4).tolist()} Å long"
+        raise ValueError(f"{where}: more than {MAX_EXTENT_IN_RADII:.0e} times the neighbour cutoff of {radius:.4g} Å; "
+                         "check the coordinates, the cell and the cutoff")
+
+
 def as_frame(system) -> Frame:
     """Convert ``system`` (ASE ``Atoms``, OVITO ``DataCollection``, ``Frame`` or a tuple
     ``(positions, cell, pbc, species)``) into a :class:`Frame`."""

@@ -8,9 +8,9 @@ from scipy.spatial.transform import Rotation
 from scipy.special import sph_harm_y
 
 from ovito_atomclass import FeatureSpec, compute_features
+from ovito_atomclass.crystals import l12_ni3al
 from ovito_atomclass.neighbors import neighbor_grid
-
-from .structures import l12_ni3al, random_alloy
+from ovito_atomclass.samples import random_alloy
 
 Q_ONLY = dict(channels=("all",), degrees=(4, 6, 8))
 

@@ -18,8 +18,7 @@ from ovito.io.ase import ase_to_ovito
 from ovito.modifiers import SteinhardtParametersModifier
 
 from ovito_atomclass import FeatureSpec, compute_features
-
-from .structures import random_alloy
+from ovito_atomclass.samples import random_alloy
 
 ATOL = 1e-6
 FREUD_ATOL = 1e-5
