@@ -520,13 +520,13 @@ def melting_point(key: str, seed: int = 7) -> dict:
         tail = temperatures[len(temperatures) // 3:]
         print(f"  T_m {key}: run {attempt} from {guess:.0f} K: {tail.mean():.0f} ± {tail.std():.0f} K, "
               f"crystalline fraction along z {np.round(profile, 2).tolist()}", flush=True)
-        # hot crystal: CNA finds 15-60 % of its atoms (fewer in an alloy), the liquid a few
-        if profile.max() >= 0.15 and profile.min() <= 0.05:
+        # a slice of hot crystal: CNA finds 15-60 % of its atoms (fewer in an alloy); of liquid a few
+        solid, liquid = profile.max() >= 0.15, profile.min() <= 0.05
+        if solid and liquid:
             return {"T_m": float(tail.mean()), "std": float(tail.std()), "guess": guess, "runs": attempt,
                     "profile": profile.round(3).tolist(), "atoms": len(spec.build()),
                     "cpu_seconds": time.process_time() - t0, "published": spec.published}
-        melted = profile.max() < 0.15
-        guess = min(guess, tail.mean()) * 0.92 if melted else max(guess, tail.mean()) * 1.08
+        guess = max(guess, tail.mean()) * 1.08 if solid else min(guess, tail.mean()) * 0.92
     raise RuntimeError(f"no solid-liquid coexistence for {key} after 4 runs; last guess {guess:.0f} K")
 
 
