@@ -1,7 +1,9 @@
-"""The ``atomclass`` command line: ``atomclass train`` and ``atomclass label``.
+"""The ``atomclass`` command line: ``atomclass label`` and ``atomclass train``.
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
-``run(args) -> int``; only the module of the subcommand that runs is imported.
+``run(args) -> int``; only the module of the subcommand that runs is imported.  Every
+subcommand takes ``-q`` (errors only) and ``-v`` (more detail, and the traceback of an
+error), read by its module as ``args.quiet`` and ``args.verbose``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ import importlib
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+
+from . import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # interrupted by SIGINT (Ctrl-C) or SIGTERM (kill, a batch system's time limit): 128 + the signal number
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# module, help text, and whether the subcommand uses OVITO
+DESCRIPTION = "Machine-learned structure identification of atoms: label trajectories with a model, or train one."
+# module, help text, whether the subcommand uses OVITO, and the extra that installs what the module needs
 SUBCOMMANDS = {
-    "train": ("ovito_atomclass.training", "build a training set, tune classifiers, export an ONNX model", False),
-    "label": ("ovito_atomclass.labelling", "label the frames of MD trajectories with a model", True),
+    "label": ("ovito_atomclass.labelling", "label the frames of MD trajectories with a model", True, None),
+    "train": ("ovito_atomclass.training", "build a training set, tune classifiers, export an ONNX model", False,
+              "train"),
 }
 EPILOG = (f"exit codes: {EXIT_OK} success, {EXIT_FAILURE} failure (a frame or the training failed), {EXIT_USAGE} "
           f"usage error, {EXIT_INTERRUPTED} interrupted (Ctrl-C, SIGINT), {128 + signal.SIGTERM} terminated (SIGTERM)")
@@ -74,22 +81,37 @@ def ignore_interrupts() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``atomclass`` command line with ``argv`` (default: ``sys.argv[1:]``); returns
-    the exit code."""
+    """Run the ``atomclass`` command line with ``argv`` (default: ``sys.argv[1:]``) and
+    return its exit code (``EXIT_OK``, ``EXIT_FAILURE``, ``EXIT_USAGE``, or 128 + the
+    signal when interrupted); ``--help`` and ``--version`` exit through ``SystemExit``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="atomclass", description=__doc__.splitlines()[0], epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="atomclass", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="print errors only: no progress bars, notes, status lines or summary")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="more detail: what the run uses, a line per step, the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{label,train}")
     # the first word naming a subcommand is the one that runs: only its module is imported
     chosen = next((word for word in argv if word in SUBCOMMANDS), None)
     module = None
-    for name, (module_name, help_text, _) in SUBCOMMANDS.items():
-        subparser = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
+    for name, (module_name, help_text, _, extra) in SUBCOMMANDS.items():
+        subparser = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG, parents=[common])
         if name == chosen:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if extra is None or (exc.name or "").startswith("ovito_atomclass"):
+                    raise
+                print(f"atomclass {name}: needs {exc.name}, which the [{extra}] extra installs:\n"
+                      f"    pip install 'ovito-atomclass[{extra}]'", file=sys.stderr)
+                return EXIT_FAILURE
             module.add_arguments(subparser)
     args = parser.parse_args(argv)
     try:
-        with interruptible(SUBCOMMANDS[args.command][2]):
+        with interruptible(SUBCOMMANDS[args.command][2]), _compile_notice(args):
             return int(module.run(args) or EXIT_OK)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
@@ -97,11 +119,28 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 128 + signum
     except UsageError as exc:
-        print(f"atomclass {args.command}: error: {exc}", file=sys.stderr)
+        _report(args, exc)
         return EXIT_USAGE
     except (ValueError, OSError, RuntimeError) as exc:
-        print(f"atomclass {args.command}: error: {exc}", file=sys.stderr)
+        _report(args, exc)
         return EXIT_FAILURE
+
+
+def _compile_notice(args: argparse.Namespace):
+    """A context that prints one line on stderr when numba starts compiling the feature
+    kernels (the first run after installing), unless ``-q``."""
+    if args.quiet:
+        return nullcontext()
+    from .warmup import COMPILING, on_compile
+
+    return on_compile(lambda: print(f"atomclass {args.command}: {COMPILING}", file=sys.stderr, flush=True))
+
+
+def _report(args: argparse.Namespace, exc: Exception) -> None:
+    """One line on stderr naming the subcommand and the problem; with ``-v`` the traceback first."""
+    if args.verbose:
+        traceback.print_exception(exc)
+    print(f"atomclass {args.command}: error: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ class DisorderedClass:
             raise ValueError(f"class {self.name!r}: density must be a range (low, high) > 0 in Å⁻³, got {self.density}")
 
     def template(self, rng: np.random.Generator, min_width: float = 9.0) -> Atoms:
+        """A periodic template at least ``min_width`` (Å) wide: half the time a listed crystal
+        displaced far beyond thermal vibration, else a random packing (see the class)."""
         if self.crystals and rng.random() < 0.5:
             source = self.crystals[rng.integers(len(self.crystals))]
             return rattle(source.template(rng, min_width), rng.uniform(*self.displacement), rng)

@@ -41,6 +41,7 @@ from .cli import UsageError, ignore_interrupts
 from .files import writable_folder, write_atomically
 from .frame_index import frame_starts, guess_reader, read_span, text_size
 from .model import check_threshold, counts_from_attributes, load_model
+from .warmup import prepare
 
 # output formats able to carry the Structure Type column, with their file name extensions
 FORMATS = {"lammps/dump": ".dump", "xyz": ".xyz"}
@@ -466,6 +467,7 @@ def plan(args: argparse.Namespace, files: list[Path]) -> Plan:
 
 
 def table_columns(names: list[str]) -> list[str]:
+    """The columns of the per-frame table (counts CSV) for the structure types ``names``."""
     return (["frame", "file", "frame_in_file", "timestep", "atoms"] + [f"count_{n}" for n in names]
             + [f"fraction_{n}" for n in names])
 
@@ -656,6 +658,7 @@ def _side_files(table: Path) -> tuple[Path, Path, Path, Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atomclass label`` to ``parser`` (``-q`` and ``-v`` come from :mod:`.cli`)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="trajectory files or wildcard patterns, anything OVITO reads (LAMMPS dump/data, "
                              "extxyz, POSCAR, ...); multi-frame files are split into frames")
@@ -690,7 +693,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--counts", metavar="CSV",
                            help="per-frame counts and fractions (default: counts.csv beside the frames); "
                                 "the plot goes to the same name with .png")
-    run_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes and no summary")
 
 
 def _threshold(text: str) -> float:
@@ -746,9 +748,23 @@ def run(args: argparse.Namespace) -> int:
         skipped = len(work.tasks) - len(todo)
         workers = 1 if args.scheduler else _workers(args, len(todo))
         started = time.monotonic()
+        if args.verbose:
+            print(f"model {model.path}: classes {', '.join(model.classes)}; features {model.spec.to_json()}\n"
+                  f"{len(work.tasks)} frames selected in {len(files)} files, {skipped} already labelled; "
+                  f"{workers} workers", file=sys.stderr)
+        if todo:  # compile (or load) the kernels once here, not in every worker at the same time
+            prepare(model.spec)
         failures, labelled = _label(todo, settings, workers, args, rows, names, table_path, errors_path)
     if rows:
-        plot_fractions(plot_path, rows, names, colors)
+        try:
+            plot_fractions(plot_path, rows, names, colors)
+        except ModuleNotFoundError as exc:  # matplotlib comes with the [train] extra
+            if not exc.name.startswith("matplotlib"):
+                raise
+            plot_path = None
+            if not args.quiet:
+                print("atomclass label: no plot of the fractions: matplotlib is not installed "
+                      "(pip install matplotlib)", file=sys.stderr)
     if not args.quiet:
         _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers, args.scheduler,
                  table_path, plot_path)
@@ -778,6 +794,10 @@ def _label(todo: list[Task], settings: Settings, workers: int, args: argparse.Na
                 if result.error is None:
                     rows[result.task.index] = table_row(result, names)
                     labelled += 1
+                    if args.verbose:
+                        progress.write(f"frame {result.task.index} ({result.task.file}, frame {result.task.frame}): "
+                                       + ", ".join(f"{n} {c}" for n, c in result.class_counts.items() if c),
+                                       file=sys.stderr)
                 else:
                     failures.append(result)
                     if not args.keep_going:
@@ -801,4 +821,4 @@ def _summary(rows, names, labelled, skipped, failures, seconds, workers, schedul
     if rows:
         mean = {n: sum(float(r[f"fraction_{n}"]) for r in rows.values()) / len(rows) for n in names}
         print("mean fractions over", len(rows), "frames:", ", ".join(f"{n} {mean[n]:.3f}" for n in names))
-    print(f"counts: {table_path}  plot: {plot_path}")
+    print(f"counts: {table_path}" + (f"  plot: {plot_path}" if plot_path else ""))

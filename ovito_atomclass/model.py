@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import site
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -72,16 +71,17 @@ def assign(proba: np.ndarray, ids: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def models_dir() -> Path:
-    """Folder of the shipped models: ``models/`` of a source checkout, else the copy that
-    pip installed under ``share/ovito_atomclass/models`` of the environment's prefix or,
-    for ``pip install --user``, of the user base (setup.cfg keys turn - into _)."""
-    here = Path(__file__).resolve().parent.parent / "models"
-    installed = [Path(base) / "share" / "ovito_atomclass" / "models" for base in (sys.prefix, site.USER_BASE) if base]
-    return next((p for p in (here, *installed) if p.is_dir()), installed[0])
+    """Folder of the shipped models (``*.onnx``, with their model cards ``*.md``): the
+    package data ``ovito_atomclass/models`` of an installed package (any of ``pip install``,
+    ``--user``, ``--target``), else ``models/`` beside the package in a source checkout
+    (an editable install, or the checkout on ``PYTHONPATH``), where the models are built."""
+    packaged = resources.files(__package__) / "models"
+    return Path(packaged) if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
 
 
 def default_model_path() -> Path:
-    """The shipped default model file."""
+    """The shipped default model file, ``default.onnx`` in :func:`models_dir`; the modifier
+    and ``atomclass label`` use it when no model file is given."""
     return models_dir() / "default.onnx"
 
 

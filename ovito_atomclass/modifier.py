@@ -17,6 +17,7 @@ from traits.api import Bool, Range
 from .features import feature_blocks
 from .model import AtomClassifier, assign, check_threshold, counts_attribute, load_model
 from .systems import as_frame
+from .warmup import COMPILING, preparing
 
 TABLE_ID = "atomclass-structures"
 BLOCK_SIZE = 32768
@@ -40,11 +41,17 @@ class AtomClassifierModifier(ModifierInterface):
     only_selected = Bool(False, label="Classify selected particles only", ovito_group="Classification")
 
     def modify(self, data: DataCollection, *, frame: int = 0, **kwargs) -> Iterator[float | str]:
-        """Classify the particles of ``data`` in place (OVITO calls this for every frame);
-        yields status messages and the fraction done."""
+        """Classify the particles of ``data`` in place; OVITO calls this for every frame.
+
+        Yields status messages (while numba compiles the feature kernels after installing,
+        one that says so) and the fraction of atoms done, so OVITO Pro shows progress and
+        can cancel; raises ValueError or FileNotFoundError, before writing anything, for a
+        model or frame it cannot use."""
         yield "Atom classifier: loading model"
         threshold = check_threshold(self.threshold)
         model = load_model(self.model_file)
+        for compiling in preparing(model.spec):
+            yield f"Atom classifier: {COMPILING}" if compiling else "Atom classifier: loading the feature kernels"
         frame_arrays = as_frame(data)
         n = len(frame_arrays.positions)
         selected = self._atom_mask(data, n)

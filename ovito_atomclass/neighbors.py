@@ -335,6 +335,7 @@ class Definitions:
 
     @classmethod
     def of(cls, specs) -> Definitions:
+        """The definitions of ``specs`` (:class:`FeatureSpec` objects), in their order."""
         kind = [CUTOFF if s.cutoff is not None else NEAREST if s.relative_cutoff is None else RELATIVE for s in specs]
         limit = [(s.cutoff if s.cutoff is not None else s.relative_cutoff or 0.0) ** 2 for s in specs]
         near = [s.num_neighbors or 0 for s in specs]

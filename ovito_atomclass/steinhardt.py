@@ -2,7 +2,7 @@
 
 Bonds are summed into two accumulators per atom, ``like`` (neighbour of the centre's
 species) and ``unlike``; the ``all`` channel is their sum, so the three channels cost one
-pass over the bonds.  Conventions (those of OVITO's Steinhardt modifier):
+pass over the bonds.  Conventions (those of OVITO's Steinhardt modifier)::
 
     q_lm(i) = 1/N_c(i) sum_{j in c(i)} Y_lm(r_ij),   q_l = sqrt(4 pi/(2l+1) sum_m |q_lm|^2)
 
@@ -163,6 +163,8 @@ class KernelPlan:
 
     @classmethod
     def of(cls, specs) -> KernelPlan:
+        """The plan for ``specs`` (:class:`FeatureSpec` objects), columns in their order."""
+
         def starts(sizes) -> np.ndarray:
             return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
@@ -185,6 +187,7 @@ class KernelPlan:
 
     @property
     def n_lm(self) -> int:
+        """Number of (l, m >= 0) entries of the union of the degrees: the length of a Y_lm row."""
         return sum(l + 1 for l in self.degrees)
 
     @property

@@ -409,14 +409,15 @@ def _versions() -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atomclass train`` to ``parser``."""
     parser.add_argument("config", help="training configuration (.toml, or .yaml/.yml)")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.onnx); MODEL.md goes beside it")
     parser.add_argument("--report", metavar="DIR", help="also write the report (metrics, ROC curves) into DIR")
     parser.add_argument("--seed", type=int, help="override the configuration's seed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``atomclass train`` with the parsed ``args``; returns the exit code."""
     config = read_config(args.config)
     if args.seed is not None:
         config.seed = args.seed
@@ -428,8 +429,15 @@ def run(args: argparse.Namespace) -> int:
     for failure in summary["export_failures"]:
         print(f"atomclass train: skipped a better model that skl2onnx cannot export to ONNX: {failure}",
               file=sys.stderr)
+    if args.verbose:
+        for r in summary["models"]:
+            print(f"  {r['model']:<9} test macro ROC AUC {r['test_macro_auc']:.5f}, min precision "
+                  f"{r['test_min_precision']:.4f}, CV accuracy {r['cv_score']:.4f}, {r['fit_seconds']:.0f} s, "
+                  f"{json.dumps(r['best_params'])}")
     test = summary["test"]
-    print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
-          f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision {min(test['precision']):.4f} "
-          f"({summary['seconds']:.0f} s); model card {Path(args.output).with_suffix('.md')}")
+    if not args.quiet:
+        print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
+              f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision "
+              f"{min(test['precision']):.4f} ({summary['seconds']:.0f} s); model card "
+              f"{Path(args.output).with_suffix('.md')}")
     return 0

@@ -299,8 +299,12 @@ def test_tiny_end_to_end_training_exports_an_agreeing_model(tmp_path, capsys):
     card = (tmp_path / "m.md").read_text()
     assert "| 1 | bccCu |" in card and "ann" in card
     # the command line: same seed, same model; bad input gives exit code 1 or 2
-    assert main(["train", str(config.path), "-o", str(tmp_path / "cli.onnx"), "--quiet", "--report",
+    capsys.readouterr()
+    assert main(["train", str(config.path), "-o", str(tmp_path / "cli.onnx"), "-v", "--report",
                  str(tmp_path / "report")]) == 0
+    shown = capsys.readouterr().out.splitlines()  # -v: a line per model tried, then the summary
+    assert shown[0].startswith("  ann       test macro ROC AUC")
+    assert shown[-1].startswith(f"{tmp_path / 'cli.onnx'}: ann")
     np.testing.assert_allclose(load_model(tmp_path / "cli.onnx").predict_proba(X), onnx, atol=1e-6)
     assert "ann" in (tmp_path / "report" / "summary.md").read_text() and (tmp_path / "report" / "roc").is_dir()
     assert main(["train", str(config.path), "-o", str(config.path), "--quiet"]) == 1
