@@ -1,9 +1,12 @@
 """The bond-order kernel: walks the neighbour grid around each centre and sums Y_lm of its
-bonds into like/unlike accumulators, then forms q_l per channel.
+bonds into like/unlike accumulators, then forms q_l per channel, for every neighbour
+definition at once.
 
-``add_bond`` is generated straight-line code for one set of degrees (see
-``steinhardt._bond_source``); other degree sets get a copy of this module bound to their
-own ``add_bond`` (``steinhardt.bond_kernel_for``).
+The bonds come sorted by distance, and each definition's neighbours are a prefix of them:
+Y_lm of a bond is computed once and added to running sums, which are copied into a
+definition's accumulators when its last bond is in.  ``add_bond`` is generated
+straight-line code for one set of degrees (see ``steinhardt._bond_source``); other degree
+sets get a copy of this module bound to their own ``add_bond`` (``steinhardt.bond_kernel_for``).
 """
 
 import math
@@ -12,52 +15,106 @@ import numba
 import numpy as np
 
 from ._ylm_4_6_8 import add_bond
-from .neighbors import neighbors_of
+from .neighbors import neighborhood, search_scratch
 
 
-@numba.njit(cache=True, fastmath=True)
-def q_l(z, start, l):
-    """q_l from the normalised m >= 0 components z[0 (re) / 1 (im), start : start + l + 1]."""
-    total = z[0, start] ** 2 + z[1, start] ** 2
+@numba.njit(cache=True, fastmath=True, inline="always")
+def q_l(z, row, half, start, l):
+    """q_l from the normalised m >= 0 components z[row, start : start + l + 1] (real parts) and
+    z[row, half + start : half + start + l + 1] (imaginary parts)."""
+    total = z[row, start] ** 2 + z[row, half + start] ** 2
     for m in range(1, l + 1):
-        total += 2.0 * (z[0, start + m] ** 2 + z[1, start + m] ** 2)
+        total += 2.0 * (z[row, start + m] ** 2 + z[row, half + start + m] ** 2)
     return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def q_l_of_sums(acc, lo, hi, start, l):
+    """q_l of the Y_lm sums (not means) over the like/unlike accumulators lo..hi - 1 of
+    acc[channel, 0 (re) / 1 (im), start : start + l + 1], m >= 0: n times q_l of n bonds."""
+    total = 0.0
+    for m in range(l + 1):
+        re = 0.0
+        im = 0.0
+        for ch in range(lo, hi):
+            re += acc[ch, 0, start + m]
+            im += acc[ch, 1, start + m]
+        total += (1.0 if m == 0 else 2.0) * (re * re + im * im)
+    return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
+
+
+@numba.njit(cache=True, inline="always")
+def channel_range(channel):
+    """The like/unlike accumulators (lo, hi) that make up channel 0 (all), 1 (like) or 2 (unlike)."""
+    return (0, 2) if channel == 0 else (channel - 1, channel)
 
 
 ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, k, offset, channels, degrees, q_out, counts, sums_out):
-    n_lm = sums_out.shape[3]
+def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, counts, sums_out, neighbors_out, short):
+    """For the centres at ``cpos`` (n, 3) of species ``ccode`` (n,) and every definition d of
+    ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
+    like/unlike bond counts into ``counts`` (n, D, 2), the like/unlike Y_lm sums into
+    ``sums_out`` (n, slots, 2, 2, n_lm) for definitions with a slot (if ``sums_out`` has rows),
+    the neighbours of the averaged definitions, nearest first, into ``neighbors_out`` (n, W)
+    as far as they fit, and True into ``short`` (n,) where the search radius was too small.
+    ``plan`` = (lm offsets, channel starts, channel codes, degree starts, degrees, q columns,
+    q̄ columns, sums slots, radial columns) per definition (see ``steinhardt.KernelPlan``)."""
+    offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, slot, r_col = plan
+    n_defs = len(defs[0])
+    n_lm = sums_out.shape[4]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         # scratch reused by the atoms of one task: allocation per atom would dominate
-        idx = np.empty(64, dtype=np.int64)
-        vec = np.empty((64, 3))
-        acc = np.empty((2, 2, n_lm))  # channel (like, unlike), (re, im), lm
-        mean = np.empty((2, n_lm))
+        found, found_vec, r2, order, idx, vec = search_scratch(256)
+        prefix = np.empty(n_defs, dtype=np.int64)
+        length = np.empty(n_defs)
+        run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
+        acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
-            acc[:] = 0.0
-            for j in range(c):
+            c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+            if c < 0:  # more candidates than room
+                found, found_vec, r2, order, idx, vec = search_scratch(-c)
+                c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+            short[t] = not complete
+            last = 0
+            averaged = 0
+            for d in range(n_defs):
+                last = max(last, prefix[d])
+                if qbar_col[d] >= 0:
+                    averaged = max(averaged, prefix[d])
+                counts[t, d, 0] = 0
+                counts[t, d, 1] = 0
+                if prefix[d] == 0:
+                    acc[d] = 0.0
+            for j in range(min(averaged, neighbors_out.shape[1])):
+                neighbors_out[t, j] = idx[j]
+            run[:] = 0.0
+            n_like = 0
+            for j in range(last):
                 ch = 0 if codes[idx[j]] == ccode[t] else 1
-                counts[t, ch] += 1
-                add_bond(vec[j, 0], vec[j, 1], vec[j, 2], acc, ch)
-            if sums_out.shape[0]:
-                sums_out[t] = acc
-            for i in range(len(channels)):
-                lo, hi = (0, 2) if channels[i] == 0 else (channels[i] - 1, channels[i])
-                n_c = 0
-                for ch in range(lo, hi):
-                    n_c += counts[t, ch]
-                if n_c == 0:  # no neighbour in this channel: q_l = 0
-                    continue
-                for ri in range(2):
-                    for lm in range(n_lm):
-                        mean[ri, lm] = 0.0
-                        for ch in range(lo, hi):
-                            mean[ri, lm] += acc[ch, ri, lm]
-                        mean[ri, lm] /= n_c
-                for j in range(len(degrees)):
-                    q_out[t, i, j] = q_l(mean, offset[degrees[j]], degrees[j])
+                n_like += 1 - ch
+                add_bond(vec[j, 0], vec[j, 1], vec[j, 2], run, ch)
+                for d in range(n_defs):
+                    if prefix[d] == j + 1:
+                        acc[d] = run
+                        counts[t, d, 0] = n_like
+                        counts[t, d, 1] = j + 1 - n_like
+            for d in range(n_defs):
+                if slot[d] >= 0 and sums_out.shape[0]:
+                    sums_out[t, slot[d]] = acc[d]
+                n_deg = deg_start[d + 1] - deg_start[d]
+                for i in range(ch_start[d], ch_start[d + 1]):
+                    lo, hi = channel_range(ch_codes[i])
+                    n_c = 0
+                    for ch in range(lo, hi):
+                        n_c += counts[t, d, ch]
+                    column = q_col[d] + (i - ch_start[d]) * n_deg
+                    for j in range(n_deg):
+                        l = deg_values[deg_start[d] + j]
+                        # no neighbour in this channel: q_l = 0
+                        features[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c if n_c else 0.0
+                for k in range(defs[3][d]):
+                    features[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d] if k < c and length[d] > 0.0 else 0.0

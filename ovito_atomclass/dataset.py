@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .augment import Augmentation, copies
 from .crystals import Color
 from .features import compute_features
-from .spec import FeatureSpec
+from .spec import FeatureSet, FeatureSpec
 
 # per-atom boolean array of a template (``atoms.arrays[MEMBERS]``): only these atoms belong to
 # the class; the others are there as neighbours (a stacking fault in fcc, a slab's interior)
@@ -49,13 +49,13 @@ class Dataset:
         return dict(zip(self.class_names, np.bincount(self.y, minlength=len(self.class_names)).tolist(), strict=True))
 
 
-def template_width(spec: FeatureSpec) -> float:
-    """Smallest template width (Å) so that no atom is its own neighbour: twice the cutoff
-    plus 1 Å of room for displacements (12 Å when neighbours are counted, not cut off)."""
-    return 2.0 * spec.cutoff + 1.0 if spec.cutoff is not None else 12.0
+def template_width(spec: FeatureSpec | FeatureSet) -> float:
+    """Smallest template width (Å) so that no atom is its own neighbour: twice the largest
+    cutoff plus 1 Å of room for displacements (12 Å when neighbours are counted, not cut off)."""
+    return max(2.0 * s.cutoff + 1.0 if s.cutoff is not None else 12.0 for s in spec.specs)
 
 
-def configurations(cls, spec: FeatureSpec, augmentation: Augmentation,
+def configurations(cls, spec: FeatureSpec | FeatureSet, augmentation: Augmentation,
                    rng: np.random.Generator) -> Iterator[tuple[float, Atoms]]:
     """``(stdev, atoms)`` of every configuration of class ``cls``: ``augmentation.copies``
     perturbed templates, or what its own ``configurations(spec, augmentation, rng)`` yields
@@ -67,7 +67,7 @@ def configurations(cls, spec: FeatureSpec, augmentation: Augmentation,
     return copies(lambda r: cls.template(r, width), augmentation, rng)
 
 
-def build_dataset(classes: Sequence, spec: FeatureSpec, augmentation: Augmentation, seed: int = 0,
+def build_dataset(classes: Sequence, spec: FeatureSpec | FeatureSet, augmentation: Augmentation, seed: int = 0,
                   progress: bool = True) -> Dataset:
     """Features of every configuration of every class, the atoms of a configuration
     labelled with its class: all of them, or those marked in its ``MEMBERS`` array (features

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_atomically
-from .spec import FeatureSpec
+from .spec import FeatureSet, FeatureSpec, spec_from_json
 
 FORMAT = "ovito-atomclass/1"
 _KEYS = ("atomclass.format", "atomclass.spec", "atomclass.classes", "atomclass.colors", "atomclass.summary")
@@ -96,12 +96,12 @@ class StructureType:
 
 @dataclass
 class AtomClassifier:
-    """A loaded model: ``spec`` (:class:`FeatureSpec`), ``classes`` (names, in the order
-    of the probability columns), ``colors`` (RGB in 0..1 per class), ``summary`` (dict);
-    ``digest`` is the SHA-256 of the file's content."""
+    """A loaded model: ``spec`` (:class:`FeatureSpec` or :class:`FeatureSet`), ``classes``
+    (names, in the order of the probability columns), ``colors`` (RGB in 0..1 per class),
+    ``summary`` (dict); ``digest`` is the SHA-256 of the file's content."""
 
     path: Path
-    spec: FeatureSpec
+    spec: FeatureSpec | FeatureSet
     classes: list[str]
     colors: list[tuple[float, float, float]]
     summary: dict = field(default_factory=dict)
@@ -200,7 +200,7 @@ def _parse(path: Path, payload: bytes, digest: str) -> AtomClassifier:
     if meta["atomclass.format"] != FORMAT:
         raise ValueError(f"{path} has model format {meta['atomclass.format']!r}; this version reads {FORMAT!r}")
     try:
-        model.spec = FeatureSpec.from_json(meta["atomclass.spec"])
+        model.spec = spec_from_json(meta["atomclass.spec"])
         model.classes = [str(c) for c in json.loads(meta["atomclass.classes"])]
         model.colors = [tuple(float(v) for v in c) for c in json.loads(meta["atomclass.colors"])]
         model.summary = json.loads(meta["atomclass.summary"])
@@ -220,7 +220,7 @@ def _parse(path: Path, payload: bytes, digest: str) -> AtomClassifier:
     return model
 
 
-def save_model(estimator, spec: FeatureSpec, classes: list[str], colors: list, path: str | os.PathLike,
+def save_model(estimator, spec: FeatureSpec | FeatureSet, classes: list[str], colors: list, path: str | os.PathLike,
                summary: dict | None = None) -> Path:
     """Export a fitted scikit-learn classifier (trained on ``spec``'s features with labels
     0..len(classes)-1) to ONNX with our metadata; written atomically."""

@@ -1,13 +1,15 @@
-"""Neighbour lists over plain arrays: cutoff or N nearest, any cell, any boundaries.
+"""Neighbour searches over plain arrays: cutoff, N nearest or relative cutoff, any cell, any boundaries.
 
 Periodic images are made explicit as ghost atoms in a padded region around the cell, so
 cells smaller than the cutoff (where an atom sees its own images) need no special case.
 The ghosts and the centres are sorted into a grid of bins no smaller than the search
-radius, and the search over a block of centres runs in parallel with numba.
+radius.  One search per atom serves several neighbour definitions: sorted by distance,
+every definition's neighbours are a prefix of the same list of bonds.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -16,25 +18,12 @@ import numpy as np
 # The largest number of periodic images the padding may create per real atom; beyond it
 # the cell is absurdly small for the cutoff and the caller is told so.
 _MAX_IMAGES_PER_ATOM = 4096
-
-
-@dataclass(frozen=True)
-class NeighborList:
-    """Neighbours of a block of centre atoms in compressed-row form.
-
-    ``offsets`` (n_centres + 1,) indexes ``indices`` (n_bonds,), the neighbours' atom
-    indices (periodic images map to their atom), and ``vectors`` (n_bonds, 3), the bond
-    vectors in Å from centre to neighbour, sorted by distance for each centre.
-    """
-
-    offsets: np.ndarray
-    indices: np.ndarray
-    vectors: np.ndarray
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Number of neighbours (n_centres,) of each centre atom."""
-        return np.diff(self.offsets)
+# kinds of neighbour definition: all within a cutoff, the N nearest, all within a multiple of
+# the mean distance to the N nearest
+CUTOFF, NEAREST, RELATIVE = 0, 1, 2
+# bins are at least radius / BINS_PER_RADIUS wide, and a search scans BINS_PER_RADIUS bins to
+# each side: smaller bins hold fewer atoms outside the search sphere
+BINS_PER_RADIUS = 2
 
 
 def complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
@@ -121,102 +110,150 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
 
 
 @numba.njit(cache=True, inline="always")
-def _home_bin(p, origin, inv_bin, nbins):
-    """Grid cell (x, y, z) of point ``p``, clamped to the grid."""
-    return (min(max(int((p[0] - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
-            min(max(int((p[1] - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
-            min(max(int((p[2] - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
+def _home_bin(x, y, z, origin, inv_bin, nbins):
+    """Grid cell (x, y, z) of the point (x, y, z), clamped to the grid."""
+    return (min(max(int((x - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
+            min(max(int((y - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
+            min(max(int((z - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
+
+
+@numba.njit(cache=True, inline="always")
+def _stencil(x, y, z, origin, inv_bin, nbins):
+    """The bins within BINS_PER_RADIUS of the bin of the point (x, y, z): x range, y range, z range."""
+    b = _home_bin(x, y, z, origin, inv_bin, nbins)
+    s = BINS_PER_RADIUS
+    return (max(b[0] - s, 0), min(b[0] + s + 1, nbins[0]), max(b[1] - s, 0), min(b[1] + s + 1, nbins[1]),
+            max(b[2] - s, 0), min(b[2] + s + 1, nbins[2]))
 
 
 @numba.njit(cache=True)
-def candidates(p, bin_start, origin, inv_bin, nbins):
-    """How many atoms the 27 bins around point ``p`` hold: an upper bound on its neighbours."""
-    b = _home_bin(p, origin, inv_bin, nbins)
+def candidates(px, py, pz, bin_start, origin, inv_bin, nbins):
+    """How many atoms the bins around the point (px, py, pz) hold: an upper bound on its neighbours."""
+    x0, x1, y0, y1, z0, z1 = _stencil(px, py, pz, origin, inv_bin, nbins)
     c = 0
-    for x in range(max(b[0] - 1, 0), min(b[0] + 2, nbins[0])):
-        for y in range(max(b[1] - 1, 0), min(b[1] + 2, nbins[1])):
+    for x in range(x0, x1):
+        for y in range(y0, y1):
             first = (x * nbins[1] + y) * nbins[2]
-            c += bin_start[first + min(b[2] + 2, nbins[2])] - bin_start[first + max(b[2] - 1, 0)]
+            c += bin_start[first + z1] - bin_start[first + z0]
     return c
 
 
 @numba.njit(cache=True)
-def gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, store):
-    """Neighbours of point ``p`` within sqrt(r2max): atom indices into ``idx``, bond vectors
-    into ``vec`` (if ``store``); returns their number.  Coincident atoms are not neighbours."""
-    b = _home_bin(p, origin, inv_bin, nbins)
+def gather(px, py, pz, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2):
+    """Neighbours of the point (px, py, pz) within sqrt(r2max): atom indices into ``idx``, bond vectors
+    into ``vec`` and their squared lengths into ``r2``, in the grid's order; returns their
+    number, or -1 if the scratch arrays may be too small (:func:`candidates` tells how large
+    they must be).  Every candidate is written and kept only if near enough: no branch to
+    mispredict.  Coincident atoms are not neighbours."""
+    x0, x1, y0, y1, z0, z1 = _stencil(px, py, pz, origin, inv_bin, nbins)
+    room = len(idx)
     c = 0
-    for x in range(max(b[0] - 1, 0), min(b[0] + 2, nbins[0])):
-        for y in range(max(b[1] - 1, 0), min(b[1] + 2, nbins[1])):
+    for x in range(x0, x1):
+        for y in range(y0, y1):
             first = (x * nbins[1] + y) * nbins[2]
-            for k in range(bin_start[first + max(b[2] - 1, 0)], bin_start[first + min(b[2] + 2, nbins[2])]):
-                dx = spos[k, 0] - p[0]
-                dy = spos[k, 1] - p[1]
-                dz = spos[k, 2] - p[2]
-                r2 = dx * dx + dy * dy + dz * dz
-                if r2 <= r2max and r2 > 1e-20:
-                    if store:
-                        idx[c] = sowner[k]
-                        vec[c, 0] = dx
-                        vec[c, 1] = dy
-                        vec[c, 2] = dz
-                    c += 1
+            lo, hi = bin_start[first + z0], bin_start[first + z1]
+            if c + hi - lo > room:
+                return -1
+            for k in range(lo, hi):
+                dx = spos[k, 0] - px
+                dy = spos[k, 1] - py
+                dz = spos[k, 2] - pz
+                d2 = dx * dx + dy * dy + dz * dz
+                idx[c] = sowner[k]
+                vec[c, 0] = dx
+                vec[c, 1] = dy
+                vec[c, 2] = dz
+                r2[c] = d2
+                c += (d2 <= r2max) & (d2 > 1e-20)
     return c
 
 
 @numba.njit(cache=True)
-def keep_nearest(idx, vec, count, k):
-    """Sort the first ``count`` bonds by length, ties by atom index (an insertion sort:
-    rows are short), and return how many to keep: at most ``k``."""
-    r2 = np.empty(count)
+def sort_bonds(idx, vec, r2, count, order, idx_out, vec_out):
+    """Sort the first ``count`` bonds by length, ties by atom index, then by search order:
+    ``r2`` in place, atom indices and bond vectors into ``idx_out``/``vec_out`` (an insertion
+    sort of the lengths and positions only: rows are short)."""
     for a in range(count):
-        r2[a] = vec[a, 0] ** 2 + vec[a, 1] ** 2 + vec[a, 2] ** 2
+        order[a] = a
     for a in range(1, count):
         ra, ia = r2[a], idx[a]
-        v0, v1, v2 = vec[a, 0], vec[a, 1], vec[a, 2]
         j = a - 1
-        while j >= 0 and (r2[j] > ra or (r2[j] == ra and idx[j] > ia)):
-            r2[j + 1], idx[j + 1] = r2[j], idx[j]
-            vec[j + 1, 0], vec[j + 1, 1], vec[j + 1, 2] = vec[j, 0], vec[j, 1], vec[j, 2]
+        while j >= 0 and (r2[j] > ra or (r2[j] == ra and idx[order[j]] > ia)):
+            r2[j + 1], order[j + 1] = r2[j], order[j]
             j -= 1
-        r2[j + 1], idx[j + 1] = ra, ia
-        vec[j + 1, 0], vec[j + 1, 1], vec[j + 1, 2] = v0, v1, v2
-    return min(k, count)
+        r2[j + 1], order[j + 1] = ra, a
+    for a in range(count):
+        k = order[a]
+        idx_out[a] = idx[k]
+        vec_out[a, 0], vec_out[a, 1], vec_out[a, 2] = vec[k, 0], vec[k, 1], vec[k, 2]
 
 
 @numba.njit(cache=True)
-def neighbors_of(p, grid, k, idx, vec):
-    """Neighbours of point ``p`` in ``grid`` (:attr:`NeighborGrid.arrays`), the ``k`` nearest if
-    k > 0, sorted by distance when k > 0: returns (idx, vec, count), where ``idx``/``vec`` are
-    the scratch arrays passed in, or larger ones if they were too small."""
+def search_scratch(size):
+    """Scratch arrays for :func:`neighborhood`, room for ``size`` candidates: atom indices, bond
+    vectors, squared lengths, sort order, sorted indices, sorted vectors."""
+    return (np.empty(size, dtype=np.int64), np.empty((size, 3)), np.empty(size), np.empty(size, dtype=np.int64),
+            np.empty(size, dtype=np.int64), np.empty((size, 3)))
+
+
+@numba.njit(cache=True, inline="always")
+def _within(r2, count, limit):
+    """How many of the sorted ``r2[:count]`` are at most ``limit``."""
+    lo, hi = 0, count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if r2[mid] <= limit:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, inline="always")
+def _mean_distance(r2, count):
+    total = 0.0
+    for j in range(count):
+        total += math.sqrt(r2[j])
+    return total / count if count else 0.0
+
+
+@numba.njit(cache=True)
+def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length):
+    """The bonds of the point ``points[t]`` in ``grid`` (:attr:`NeighborGrid.arrays`) for the neighbour
+    definitions ``defs`` (:meth:`Definitions.arrays`), into the arrays of
+    :func:`search_scratch`: atom indices ``idx``, bond vectors (Å) ``vec`` and squared
+    lengths ``r2``, sorted by distance unless every definition takes all of them.  The first
+    ``prefix[d]`` bonds are the neighbours of definition d, ``length[d]`` its local length
+    (Å).  Returns (count, complete), complete False if the grid's radius may have missed atoms
+    that a definition needs (then a search over a larger radius is due), or (-size, False)
+    if the scratch arrays need room for ``size`` candidates.  Only numbers come back: returning
+    arrays would cost reference counting for every atom."""
     bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
-    cap = candidates(p, bin_start, origin, inv_bin, nbins)
-    if cap > len(idx):
-        idx = np.empty(2 * cap, dtype=np.int64)
-        vec = np.empty((2 * cap, 3))
-    c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, True)
-    if k > 0:
-        c = keep_nearest(idx, vec, c, k)
-    return idx, vec, c
-
-
-@numba.njit(parallel=True, cache=True)
-def _count(cpos, bin_start, spos, sowner, origin, inv_bin, nbins, r2max):
-    counts = np.zeros(len(cpos), dtype=np.int64)
-    dummy_i = np.empty(0, dtype=np.int64)
-    dummy_v = np.empty((0, 3))
-    for t in numba.prange(len(cpos)):
-        counts[t] = gather(cpos[t], bin_start, spos, sowner, origin, inv_bin, nbins, r2max, dummy_i, dummy_v, False)
-    return counts
-
-
-@numba.njit(parallel=True, cache=True)
-def _fill(cpos, grid, k, offsets, idx, vec):
-    for t in numba.prange(len(cpos)):
-        bi, bv, c = neighbors_of(cpos[t], grid, k, np.empty(0, dtype=np.int64), np.empty((0, 3)))
-        c = keep_nearest(bi, bv, c, c)  # sorted by distance for every k
-        idx[offsets[t] : offsets[t] + c] = bi[:c]
-        vec[offsets[t] : offsets[t] + c] = bv[:c]
+    kind, limit, near, radial, need, sort, room2 = defs
+    px, py, pz = points[t, 0], points[t, 1], points[t, 2]
+    c = gather(px, py, pz, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, found, found_vec, r2)
+    if c < 0:
+        return -2 * candidates(px, py, pz, bin_start, origin, inv_bin, nbins), False
+    if sort:
+        sort_bonds(found, found_vec, r2, c, order, idx, vec)
+    else:
+        for j in range(c):
+            idx[j] = found[j]
+            vec[j, 0], vec[j, 1], vec[j, 2] = found_vec[j, 0], found_vec[j, 1], found_vec[j, 2]
+    complete = c >= need
+    for d in range(len(kind)):
+        if kind[d] == CUTOFF:
+            prefix[d] = _within(r2, c, limit[d]) if sort else c
+            length[d] = _mean_distance(r2, prefix[d]) if radial[d] else 0.0
+        else:
+            m = min(near[d], c)
+            length[d] = _mean_distance(r2, m)
+            if kind[d] == RELATIVE:
+                reach2 = limit[d] * length[d] * length[d]
+                complete = complete and reach2 <= room2
+                m = _within(r2, c, reach2)
+            prefix[d] = m
+    return c, complete
 
 
 @numba.njit(cache=True)
@@ -227,7 +264,7 @@ def _sort_into_bins(pos, owner, origin, inv_bin, nbins):
     bin_id = np.empty(len(pos), dtype=np.int64)
     bin_start = np.zeros(n_bins + 1, dtype=np.int64)
     for a in range(len(pos)):
-        b = _home_bin(pos[a], origin, inv_bin, nbins)
+        b = _home_bin(pos[a, 0], pos[a, 1], pos[a, 2], origin, inv_bin, nbins)
         bin_id[a] = (b[0] * nbins[1] + b[1]) * nbins[2] + b[2]
         bin_start[bin_id[a] + 1] += 1
     for c in range(n_bins):
@@ -247,23 +284,23 @@ class NeighborGrid:
     """All atoms and their periodic images binned for searches within ``radius`` (Å).
 
     ``positions`` (N, 3) in Å, ``cell`` (3, 3) with the cell vectors as rows, ``pbc`` (3,)
-    booleans.  With ``k`` set, a search keeps the ``k`` nearest neighbours within the
-    radius.  The arrays are public so that numba kernels can walk the grid themselves.
+    booleans.  The arrays are public so that numba kernels can walk the grid themselves.
     """
 
-    def __init__(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, radius: float, k: int = 0):
+    def __init__(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, radius: float):
         self.positions = np.ascontiguousarray(positions, dtype=np.float64)
         self.pbc = np.asarray(pbc, dtype=bool)
         self.cell = complete_cell(cell, self.pbc)
         self.radius = float(radius)
-        self.k = int(k)
         pos_all, owner = _padded_images(self.positions, self.cell, self.pbc, self.radius)
         # centres are looked up at their wrapped position: the first N rows of pos_all
         self.wrapped = np.ascontiguousarray(pos_all[: len(self.positions)])
         lo = pos_all.min(axis=0) if len(pos_all) else np.zeros(3)
         hi = pos_all.max(axis=0) if len(pos_all) else np.zeros(3)
         extent = np.maximum(hi - lo, 1e-9)
-        nbins = np.maximum(np.floor(extent / self.radius), 1).astype(np.int64)
+        # a finite system is exhausted once the radius spans it: every atom is a candidate
+        self.exhaustive = not self.pbc.any() and self.radius >= float(np.linalg.norm(extent))
+        nbins = np.maximum(np.floor(extent * BINS_PER_RADIUS / self.radius), 1).astype(np.int64)
         # many empty bins cost memory and time: cap the grid at a few bins per atom
         while np.prod(nbins) > 4 * len(pos_all) + 64:
             nbins = np.maximum(nbins // 2, 1)
@@ -277,22 +314,77 @@ class NeighborGrid:
         """(bin_start, spos, sowner, origin, inv_bin, nbins, radius^2) for the kernels."""
         return self.bin_start, self.spos, self.sowner, self.origin, self.inv_bin, self.nbins, self.radius**2
 
-    def counts(self, centres: np.ndarray) -> np.ndarray:
-        """Number of atoms within the radius of each of ``centres`` (n,)."""
-        return _count(self.wrapped[centres], *self.arrays)
+    def grown(self) -> NeighborGrid:
+        """The same atoms binned for a search radius 1.5 times as large."""
+        return NeighborGrid(self.positions, self.cell, self.pbc, 1.5 * self.radius)
 
-    def query(self, centres: np.ndarray) -> NeighborList:
-        """Neighbours of atoms ``centres`` (n,), sorted by distance."""
-        cpos = self.wrapped[np.asarray(centres, dtype=np.int64)]
-        counts = _count(cpos, *self.arrays)
-        if self.k:
-            counts = np.minimum(counts, self.k)
-        offsets = np.zeros(len(cpos) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        idx = np.empty(offsets[-1], dtype=np.int64)
-        vec = np.empty((offsets[-1], 3), dtype=np.float64)
-        _fill(cpos, self.arrays, self.k, offsets, idx, vec)
-        return NeighborList(offsets, idx, vec)
+
+@dataclass(frozen=True)
+class Definitions:
+    """Neighbour definitions, one per feature spec (objects with ``cutoff``,
+    ``num_neighbors``, ``relative_cutoff`` and ``radial``), as arrays for the kernels:
+    ``kind`` (D,) CUTOFF, NEAREST or RELATIVE; ``limit`` (D,) the squared cutoff (Å²) or
+    squared relative cutoff; ``near`` (D,) N; ``radial`` (D,) radial columns; ``need``, how
+    many nearest atoms every search must find (the largest N or radial count)."""
+
+    kind: np.ndarray
+    limit: np.ndarray
+    near: np.ndarray
+    radial: np.ndarray
+    need: int
+
+    @classmethod
+    def of(cls, specs) -> Definitions:
+        """The definitions of ``specs`` (:class:`FeatureSpec` objects), in their order."""
+        kind = [CUTOFF if s.cutoff is not None else NEAREST if s.relative_cutoff is None else RELATIVE for s in specs]
+        limit = [(s.cutoff if s.cutoff is not None else s.relative_cutoff or 0.0) ** 2 for s in specs]
+        near = [s.num_neighbors or 0 for s in specs]
+        radial = [s.radial for s in specs]
+        return cls(np.array(kind, dtype=np.int64), np.array(limit), np.array(near, dtype=np.int64),
+                   np.array(radial, dtype=np.int64), max(near + radial))
+
+    def arrays(self, grid: NeighborGrid) -> tuple:
+        """(kind, limit, near, radial, need, sort, room2) for :func:`neighborhood` on ``grid``:
+        ``need`` at most the other atoms of a finite system, ``sort`` False when every
+        definition takes all atoms within the grid's radius, ``room2`` the squared radius
+        within which a search sees every atom (infinite when the grid spans the system)."""
+        n_atoms = len(grid.positions)
+        need = self.need if grid.pbc.any() else min(self.need, n_atoms - 1)
+        sort = bool(self.need or (self.kind != CUTOFF).any() or (self.limit != grid.radius**2).any())
+        room2 = math.inf if grid.exhaustive else grid.radius**2
+        return self.kind, self.limit, self.near, self.radial, need, sort, room2
+
+    def grid(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> NeighborGrid:
+        """A grid whose radius covers the largest cutoff and, at the density of the system, about
+        1.2 times the reach of the nearest-neighbour and relative definitions (a search that
+        finds it too small says so: :func:`neighborhood`, :meth:`NeighborGrid.grown`)."""
+        sphere = _sphere_radius(positions, cell, pbc)
+        radius = max([1.2 * sphere(self.need + 1) if self.need else 0.0]
+                     + [np.sqrt(lim) * (sphere(k + 1) if kd == RELATIVE else 1.0)
+                        for kd, lim, k in zip(self.kind, self.limit, self.near, strict=True) if kd != NEAREST])
+        return NeighborGrid(positions, cell, pbc, radius)
+
+    def typical_neighbors(self, which: np.ndarray, grid: NeighborGrid) -> int:
+        """A generous guess of the most neighbours an atom has in the definitions ``which`` (D,
+        booleans) at the density of the grid's system."""
+        sphere = _sphere_radius(grid.positions, grid.cell, grid.pbc)
+        guess = [k if kd == NEAREST else 1.3 * k * (np.sqrt(lim) * 0.85) ** 3 if kd == RELATIVE
+                 else 1.3 * (np.sqrt(lim) / sphere(1)) ** 3
+                 for kd, lim, k, w in zip(self.kind, self.limit, self.near, which, strict=True) if w]
+        return int(max(guess, default=0)) + 4
+
+
+def _sphere_radius(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+    """A function of k: the radius (Å) of a sphere that holds k atoms at the mean density of
+    the system (of the bounding box of the atoms unless periodic in all directions)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
+    n = len(positions)
+    if pbc.all():
+        volume = abs(np.linalg.det(complete_cell(cell, pbc)))
+    else:
+        volume = float(np.prod(np.maximum(np.ptp(positions, axis=0) if n else np.zeros(3), 1.0)))
+    return lambda k: (3.0 * k * volume / (4.0 * np.pi * max(n, 1))) ** (1.0 / 3.0)
 
 
 def _spread_bits(v: np.ndarray) -> np.ndarray:
@@ -316,34 +408,3 @@ def spatial_order(positions: np.ndarray) -> np.ndarray:
     key = _spread_bits(cube[:, 0]) | (_spread_bits(cube[:, 1]) << np.uint64(1))
     key |= _spread_bits(cube[:, 2]) << np.uint64(2)
     return np.argsort(key, kind="stable")
-
-
-def neighbor_grid(
-    positions: np.ndarray,
-    cell: np.ndarray,
-    pbc: np.ndarray,
-    *,
-    cutoff: float | None = None,
-    num_neighbors: int | None = None,
-) -> NeighborGrid:
-    """A grid for neighbours within ``cutoff`` Å, or for the ``num_neighbors`` nearest ones:
-    then the radius grows until every atom has that many candidates (in a finite system,
-    at most all other atoms)."""
-    if cutoff is not None:
-        return NeighborGrid(positions, cell, pbc, cutoff)
-    positions = np.asarray(positions, dtype=np.float64)
-    pbc = np.asarray(pbc, dtype=bool)
-    k, n = int(num_neighbors), len(positions)
-    span = np.ptp(positions, axis=0) if n else np.zeros(3)
-    if pbc.all():
-        volume = abs(np.linalg.det(complete_cell(cell, pbc)))
-    else:
-        volume = float(np.prod(np.maximum(span, 1.0)))
-    radius = 1.2 * (3.0 * (k + 1) * volume / (4.0 * np.pi * max(n, 1))) ** (1.0 / 3.0)
-    # a finite system is exhausted once the radius spans it
-    need, limit = (k, np.inf) if pbc.any() else (min(k, n - 1), 2.0 * float(np.linalg.norm(span)) + 1.0)
-    while True:
-        grid = NeighborGrid(positions, cell, pbc, radius, k)
-        if n == 0 or radius > limit or grid.counts(np.arange(n)).min() >= need:
-            return grid
-        radius *= 1.5

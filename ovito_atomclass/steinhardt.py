@@ -18,6 +18,7 @@ import inspect
 import math
 import sys
 import types
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 
@@ -27,7 +28,6 @@ import numpy as np
 from . import bond_kernel, neighbors
 from .bond_kernel import ATOMS_PER_TASK, q_l
 from .files import cache_dir, write_atomically
-from .neighbors import neighbors_of
 
 DEFAULT_DEGREES = (4, 6, 8)
 CHANNEL_CODES = {"all": 0, "like": 1, "unlike": 2}
@@ -138,26 +138,81 @@ def bond_kernel_for(degrees: tuple[int, ...]):
     return _load_generated(f"ovito_atomclass_kernel_{tag}_{digest}", source).bond_order_kernel
 
 
-def bond_orders(grid, block: slice, codes: np.ndarray, degrees: tuple[int, ...], channels: tuple[str, ...],
-                sums: np.ndarray | None = None):
-    """q_l of the atoms in ``block`` for each channel, shape (n, len(channels), len(degrees)),
-    and their bond counts (n, 2) split into like/unlike.  If ``sums`` (n, 2 (like, unlike),
-    2 (re, im), sum(l + 1)) is given, the sums of Y_lm (m >= 0) over each atom's like and
-    unlike bonds are written into it.  ``codes`` (N,) are integer species of all atoms;
-    ``grid`` a :class:`NeighborGrid`.  An atom without neighbours in a channel gets 0 there."""
-    degrees = tuple(degrees)
-    n = block.stop - block.start
-    q = np.zeros((n, len(channels), len(degrees)))
-    counts = np.zeros((n, 2), dtype=np.int64)
-    if sums is None:
-        sums = np.zeros((0, 2, 2, sum(l + 1 for l in degrees)))
-    bond_kernel_for(degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, grid.k,
-                             lm_layout(degrees), _channel_codes(channels), np.array(degrees), q, counts, sums)
-    return q, counts
+@dataclass(frozen=True)
+class KernelPlan:
+    """Where the kernels put the outputs of several definitions (feature specs, D of them).
+
+    Columns are those of the feature matrix, definition by definition: q_l (channels x
+    degrees) from ``q_col[d]``, q̄_l from ``qbar_col[d]``, w_l from ``w_col[d]``, the channels'
+    neighbour counts from ``n_col[d]``, radial columns from ``r_col[d]`` (-1: the definition
+    has none); ``width`` columns in all.  The bond kernel computes Y_lm for the union of the
+    ``degrees`` (sorted) and writes a definition's like/unlike Y_lm sums into slot ``slot[d]``
+    (-1: none; definitions with w_l or q̄_l have one) of (n, ``slots``, 2, 2, n_lm)."""
+
+    degrees: tuple[int, ...]
+    channels: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into codes
+    own_degrees: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into degrees
+    q_col: np.ndarray
+    qbar_col: np.ndarray
+    w_col: np.ndarray
+    n_col: np.ndarray
+    r_col: np.ndarray
+    slot: np.ndarray
+    width: int
+    slots: int
+
+    @classmethod
+    def of(cls, specs) -> KernelPlan:
+        """The plan for ``specs`` (:class:`FeatureSpec` objects), columns in their order."""
+
+        def starts(sizes) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+        columns = {kind: [] for kind in ("q", "qbar", "w", "n", "r")}
+        width = 0
+        for s in specs:  # the order of FeatureSpec.feature_names
+            n_q = len(s.channels) * len(s.degrees)
+            for kind, size in (("q", n_q), ("qbar", n_q * s.averaged), ("w", n_q * s.wigner),
+                               ("n", len(s.channels) * s.counts), ("r", s.radial)):
+                columns[kind].append(width if size or kind == "q" else -1)
+                width += size
+        has_sums = np.array([s.averaged or s.wigner for s in specs])
+        channels = (starts([len(s.channels) for s in specs]),
+                    np.array([CHANNEL_CODES[c] for s in specs for c in s.channels], dtype=np.int64))
+        own = (starts([len(s.degrees) for s in specs]), np.array([l for s in specs for l in s.degrees], dtype=np.int64))
+        slot = np.where(has_sums, np.cumsum(has_sums) - 1, -1).astype(np.int64)
+        return cls(tuple(sorted({l for s in specs for l in s.degrees})), channels, own,
+                   *(np.array(columns[kind], dtype=np.int64) for kind in ("q", "qbar", "w", "n", "r")),
+                   slot, width, int(has_sums.sum()))
+
+    @property
+    def n_lm(self) -> int:
+        """Number of (l, m >= 0) entries of the union of the degrees: the length of a Y_lm row."""
+        return sum(l + 1 for l in self.degrees)
+
+    @property
+    def arrays(self) -> tuple:
+        """(lm offsets, channel starts, channel codes, degree starts, degrees, q columns, q̄ columns,
+        slots, radial columns) for the kernels."""
+        return (lm_layout(self.degrees), *self.channels, *self.own_degrees, self.q_col, self.qbar_col, self.slot,
+                self.r_col)
 
 
-def _channel_codes(channels: tuple[str, ...]) -> np.ndarray:
-    return np.array([CHANNEL_CODES[c] for c in channels])
+def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, features: np.ndarray,
+                counts: np.ndarray, sums: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+    """Bond pass over the atoms in ``block``: their q_l and radial columns into ``features``
+    (n, plan.width), like/unlike bond counts into ``counts`` (n, D, 2), the sums of Y_lm (m >=
+    0) over their like and unlike bonds into ``sums`` (n, plan.slots, 2 (like, unlike), 2 (re,
+    im), plan.n_lm; any float type) if it has rows, the neighbours of the averaged
+    definitions, nearest first, into ``neighbors`` (n, W) as far as they fit (their number is
+    the largest bond count of those definitions).  Returns a mask (n,) of the atoms whose
+    search needs a larger radius.  ``codes`` (N,) are integer species of all atoms; ``grid``
+    a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom without neighbours
+    in a channel gets 0 there."""
+    short = np.zeros(block.stop - block.start, dtype=np.bool_)
+    bond_kernel_for(plan.degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, defs.arrays(grid),
+                                  plan.arrays, features, counts, sums, neighbors, short)
+    return short
 
 
 def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
@@ -166,69 +221,69 @@ def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
     return values.sum(axis=1) if channel == "all" else values[:, CHANNEL_CODES[channel] - 1]
 
 
-@numba.njit(cache=True, inline="always")
-def _add_scaled(acc, row, scale):
-    for x in range(len(acc)):
-        acc[x] += row[x] * scale
-
-
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(cpos, start, codes, grid, k, counts, sums, channels, offset, degrees, out):
-    """out[t, c, d] = q_l of the mean of the channel-c q_lm over centre t and its neighbours in
-    channel c (Lechner-Dellago); q_lm from every atom's like/unlike Y_lm ``sums`` (N, 2,
-    2 (re, im), n_lm) and bond ``counts`` (N, 2)."""
-    m = 2 * sums.shape[3]
-    flat = sums.reshape(len(sums), 2 * m)  # per atom: the like sums (re, im), then the unlike ones
-    wanted = np.zeros(3, dtype=np.bool_)
-    for ch in channels:
-        wanted[ch] = True
-    n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
+def _average_kernel(start, stop, codes, counts, sums, neighbors, plan, out):
+    """out[t, qbar_col[d] + (c, l)] = q_l of the mean of the channel-c q_lm of definition d over
+    atom i = start + t and its neighbours in channel c (Lechner-Dellago); q_lm from every atom's
+    like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond ``counts`` (N, D, 2), the
+    neighbours of atom i ``neighbors[i, :counts[i, d].sum()]``."""
+    offset, ch_start, ch_codes, deg_start, deg_values, _, qbar_col, slot, _ = plan
+    n_defs = counts.shape[1]
+    m = 2 * sums.shape[4]
+    flat = sums.reshape(len(sums), sums.shape[1], 2 * m)  # per atom and slot: like sums (re, im), unlike ones
+    n_tasks = (stop - start + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
-        idx = np.empty(64, dtype=np.int64)
-        vec = np.empty((64, 3))
         acc = np.empty((3, m))  # channel (all, like, unlike), (re, im) x lm
         members = np.empty(3, dtype=np.int64)
-        for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            idx, vec, c = neighbors_of(cpos[t], grid, k, idx, vec)
-            i = start + t
-            acc[:] = 0.0
-            members[:] = 0
-            for jj in range(c + 1):  # the neighbours, then the centre itself (in every channel)
-                j = i if jj == c else idx[jj]
-                like, unlike = counts[j, 0], counts[j, 1]
-                if wanted[0]:
-                    members[0] += 1
-                    if like + unlike:
-                        _add_scaled(acc[0], flat[j, :m], 1.0 / (like + unlike))
-                        _add_scaled(acc[0], flat[j, m:], 1.0 / (like + unlike))
-                same = codes[j] == codes[i]
-                if wanted[1] and same:
-                    members[1] += 1
-                    if like:
-                        _add_scaled(acc[1], flat[j, :m], 1.0 / like)
-                if wanted[2] and (jj == c or not same):
-                    members[2] += 1
-                    if unlike:
-                        _add_scaled(acc[2], flat[j, m:], 1.0 / unlike)
-            for ci in range(len(channels)):
-                ch = channels[ci]
-                for x in range(m):
-                    acc[ch, x] /= members[ch]
-                mean = acc[ch].reshape(2, m // 2)
-                for d in range(len(degrees)):
-                    out[t, ci, d] = q_l(mean, offset[degrees[d]], degrees[d])
+        wanted = np.empty(3, dtype=np.bool_)
+        for i in range(start + task * ATOMS_PER_TASK, min(stop, start + (task + 1) * ATOMS_PER_TASK)):
+            for d in range(n_defs):
+                if qbar_col[d] < 0:
+                    continue
+                s = slot[d]
+                p = counts[i, d, 0] + counts[i, d, 1]
+                wanted[:] = False
+                for ci in range(ch_start[d], ch_start[d + 1]):
+                    wanted[ch_codes[ci]] = True
+                acc[:] = 0.0
+                members[:] = 0
+                for jj in range(p + 1):  # the neighbours, then the centre itself (in every channel)
+                    j = i if jj == p else neighbors[i, jj]
+                    like, unlike = counts[j, d, 0], counts[j, d, 1]
+                    same = codes[j] == codes[i]
+                    # each channel's weight of j's like and unlike sums: 0 where j is not in the
+                    # channel or has no bond in it; one pass over both rows serves all channels
+                    w_all = 1.0 / (like + unlike) if wanted[0] and like + unlike else 0.0
+                    w_like = 1.0 / like if wanted[1] and same and like else 0.0
+                    w_unlike = 1.0 / unlike if wanted[2] and (jj == p or not same) and unlike else 0.0
+                    members[0] += wanted[0]
+                    members[1] += wanted[1] and same
+                    members[2] += wanted[2] and (jj == p or not same)
+                    for x in range(m):
+                        a = np.float64(flat[j, s, x])  # widened before adding: sums in double precision
+                        b = np.float64(flat[j, s, m + x])
+                        acc[0, x] += (a + b) * w_all
+                        acc[1, x] += a * w_like
+                        acc[2, x] += b * w_unlike
+                n_deg = deg_start[d + 1] - deg_start[d]
+                for ci in range(ch_start[d], ch_start[d + 1]):
+                    ch = ch_codes[ci]
+                    for x in range(m):
+                        acc[ch, x] /= members[ch]
+                    column = qbar_col[d] + (ci - ch_start[d]) * n_deg
+                    for j in range(n_deg):
+                        l = deg_values[deg_start[d] + j]
+                        out[i - start, column + j] = q_l(acc, ch, m // 2, offset[l], l)
 
 
-def averaged_q(grid, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
-               degrees: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
-    """Lechner-Dellago qbar_l of the atoms in ``block``, shape (n, len(channels), len(degrees)),
-    from every atom's bond ``counts`` (N, 2) and Y_lm ``sums`` (N, 2, 2, n_lm) of
-    :func:`bond_orders` (any float type: float32 halves the memory traffic and changes
-    qbar_l by about 1e-8, below the rounding of the model's float32 input)."""
-    out = np.zeros((block.stop - block.start, len(channels), len(degrees)))
-    _average_kernel(grid.wrapped[block], block.start, codes, grid.arrays, grid.k, counts, sums,
-                    _channel_codes(channels), lm_layout(degrees), np.array(degrees), out)
-    return out
+def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, counts: np.ndarray, sums: np.ndarray,
+               neighbors: np.ndarray, features: np.ndarray) -> None:
+    """Lechner-Dellago q̄_l of the atoms in ``block`` for the averaged definitions, into their
+    columns of ``features`` (n, plan.width), from every atom's bond ``counts`` (N, D, 2), Y_lm
+    ``sums`` (N, slots, 2, 2, n_lm) and ``neighbors`` (N, W) of :func:`bond_orders`
+    (``sums`` in single precision halve the memory traffic and change q̄_l by about 1e-8,
+    below the rounding of the model's float32 input)."""
+    _average_kernel(block.start, block.stop, codes, counts, sums, neighbors, plan.arrays, features)
 
 
 @cache
@@ -252,12 +307,13 @@ def _wigner_terms(l: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(triples, dtype=np.int64), np.array(coeffs)
 
 
-def invariants_w(sums: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
+def invariants_w(sums: np.ndarray, degrees: tuple[int, ...], layout: tuple[int, ...]) -> np.ndarray:
     """Normalised w_l (n, len(degrees)) from one channel's Y_lm sums or means for m >= 0
-    (n, 2 (re, im), n_lm): w_l does not depend on their scale; 0 where q_l = 0."""
+    (n, 2 (re, im), n_lm) packed for the degrees ``layout`` (which include ``degrees``): w_l
+    does not depend on their scale; 0 where q_l = 0."""
     qlm = sums[:, 0] + 1j * sums[:, 1]
     out = np.zeros((len(qlm), len(degrees)))
-    offset = lm_layout(degrees)
+    offset = lm_layout(layout)
     for j, l in enumerate(degrees):
         pos = qlm[:, offset[l] : offset[l] + l + 1]
         m = np.arange(1, l + 1)

@@ -5,7 +5,7 @@ the augmentation, the sample size and the classifiers to try::
 
     seed = 0
     [features]                      # FeatureSpec fields
-    cutoff = 4.0
+    cutoff = 4.0                    # (or [[features]] tables, each with a label: a FeatureSet)
     [augmentation]                  # Augmentation fields: rattle (Å), draws, strain
     rattle = [0.001, 0.03]
     [sampling]
@@ -50,7 +50,7 @@ from .dataset import Dataset, build_dataset, stratified_sample
 from .features import compute_features
 from .files import writable_folder, write_atomically
 from .model import load_model, save_model
-from .spec import FeatureSpec
+from .spec import FeatureSet, FeatureSpec
 from .trajectory import card_lines, trajectory_class
 
 TOP_KEYS = {"seed", "features", "augmentation", "sampling", "models", "classes"}
@@ -68,7 +68,7 @@ class TrainingConfig:
     the ``raw`` dictionary as read."""
 
     classes: list
-    spec: FeatureSpec
+    spec: FeatureSpec | FeatureSet
     augmentation: Augmentation
     per_class: int
     test_fraction: float
@@ -108,7 +108,7 @@ def parse_config(raw: dict, path: Path) -> TrainingConfig:
     if not raw.get("classes"):
         raise ValueError(f"{path}: no [[classes]]: name at least two classes to tell apart")
     try:
-        spec = FeatureSpec.from_dict(dict(raw.get("features", {})))
+        spec = _parse_features(raw.get("features", {}))
         augmentation = Augmentation.from_dict(dict(raw.get("augmentation", {})))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -143,6 +143,26 @@ def parse_config(raw: dict, path: Path) -> TrainingConfig:
         raise ValueError(f"{path}: a classifier needs at least two classes, got {[c.name for c in classes]}")
     return TrainingConfig(classes, spec, augmentation, per_class, float(test_fraction), cv,
                           {k: dict(v or {}) for k, v in models.items()}, seed, raw, path)
+
+
+def _parse_features(value) -> FeatureSpec | FeatureSet:
+    """``[features]`` (one table) as a FeatureSpec, ``[[features]]`` (labelled tables) as a
+    FeatureSet.  A table with ``num_neighbors`` and no ``cutoff`` has none (TOML has no null)."""
+    if isinstance(value, dict):
+        return FeatureSpec.from_dict(_no_cutoff(value))
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ValueError(f"features must be a [features] table or [[features]] tables, got {value!r}")
+    specs = []
+    for number, table in enumerate(value, 1):
+        try:
+            specs.append(FeatureSpec.from_dict(_no_cutoff(table)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"[[features]] table {number} ({table.get('label', 'no label')}): {exc}") from None
+    return FeatureSet(tuple(specs))
+
+
+def _no_cutoff(table: dict) -> dict:
+    return {"cutoff": None, **table} if "num_neighbors" in table else table
 
 
 def _check_keys(table: dict, known: set[str], where: str) -> None:
@@ -279,8 +299,8 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     return chosen["estimator"], load_model(output).summary
 
 
-def _export(records: list[dict], spec: FeatureSpec, data: Dataset, X_test: np.ndarray, output: Path, summary: dict,
-            start: float) -> dict:
+def _export(records: list[dict], spec: FeatureSpec | FeatureSet, data: Dataset, X_test: np.ndarray, output: Path,
+            summary: dict, start: float) -> dict:
     """Save the best exportable model of ``records`` to ``output`` with ``summary``, after
     comparing its ONNX and scikit-learn answers on ``X_test``; the better models skl2onnx
     cannot export are listed in ``summary["export_failures"]``.  Returns the chosen record."""
@@ -327,7 +347,7 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
                  f"{aug['rattle']} Å, {aug['draws']} draws each, random homogeneous strain up to "
                  f"±{100 * aug['strain']:g} %. ")
     perturbed = augmented or any(name not in sources or sources[name]["templates"] for name in data.class_names)
-    lines += ["", "## Features", "", f"`FeatureSpec` {spec.to_json()}", "",
+    lines += ["", "## Features", "", f"`{type(spec).__name__}` {spec.to_json()}", "",
               f"{len(summary['feature_names'])} columns: {', '.join(summary['feature_names'])}.", "",
               "## Data", "",
               f"{templates * perturbed}{summary['per_class']} atoms per class sampled, "
@@ -357,7 +377,7 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
     return "\n".join(lines)
 
 
-def precipitate_fractions(estimator, spec: FeatureSpec, class_names: list[str]) -> dict[str, float] | None:
+def precipitate_fractions(estimator, spec: FeatureSpec | FeatureSet, class_names: list[str]) -> dict[str, float] | None:
     """Percent of the atoms of :func:`.crystals.precipitate` in each predicted class, if
     the model knows fccNi, gamma and gamma_prime (the reference study's check), else None."""
     if not set(PRECIPITATE_REFERENCE) <= set(class_names):

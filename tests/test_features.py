@@ -9,7 +9,6 @@ from scipy.special import sph_harm_y
 
 from ovito_atomclass import FeatureSpec, compute_features
 from ovito_atomclass.crystals import l12_ni3al
-from ovito_atomclass.neighbors import neighbor_grid
 from ovito_atomclass.samples import random_alloy
 
 Q_ONLY = dict(channels=("all",), degrees=(4, 6, 8))
@@ -70,7 +69,8 @@ def test_rotation_and_relabelling_invariance():
     rotated = atoms.copy()
     rotated.set_cell(Rotation.from_euler("zyx", [33, 71, -12], degrees=True).apply(atoms.cell.array),
                      scale_atoms=True)
-    np.testing.assert_allclose(compute_features(rotated, spec), ref, atol=1e-9)
+    # q̄_l and w_l come from Y_lm sums kept in single precision: rounding differs by ~1e-8
+    np.testing.assert_allclose(compute_features(rotated, spec), ref, atol=1e-7)
     swapped = atoms.copy()
     sym = np.array(atoms.get_chemical_symbols())
     swapped.set_chemical_symbols(np.where(sym == "Ni", "Al", "Ni"))
@@ -112,14 +112,13 @@ def test_agrees_with_brute_force_in_a_small_triclinic_cell(pbc):
             np.testing.assert_allclose(f[:, spec.feature_names.index(f"q{l}_{channel}")], ref[:, c], atol=1e-10)
 
 
-def test_nearest_neighbours_match_brute_force_order():
+def test_radial_columns_are_the_sorted_nearest_distances_over_their_mean():
     atoms = random_alloy(n_cells=2, seed=3)
-    nl = neighbor_grid(atoms.positions, atoms.cell.array, atoms.pbc, num_neighbors=10).query(np.arange(len(atoms)))
-    assert (nl.counts == 10).all()
+    f = q(atoms, cutoff=None, num_neighbors=10, radial=12, **Q_ONLY)
     d = atoms.get_all_distances(mic=True)
     np.fill_diagonal(d, np.inf)
-    np.testing.assert_allclose(np.linalg.norm(nl.vectors, axis=1).reshape(-1, 10), np.sort(d, axis=1)[:, :10],
-                               atol=1e-10)
+    nearest = np.sort(d, axis=1)[:, :12]
+    np.testing.assert_allclose(f[:, 3:], nearest / nearest[:, :10].mean(axis=1, keepdims=True), atol=1e-12)
 
 
 def test_block_size_does_not_change_results():
