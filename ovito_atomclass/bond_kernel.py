@@ -53,10 +53,10 @@ ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, counts, sums_out, neighbors_out, short):
+def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, bond_counts, sums_out, neighbors_out, short):
     """For the centres at ``cpos`` (n, 3) of species ``ccode`` (n,) and every definition d of
     ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
-    like/unlike bond counts into ``counts`` (n, D, 2), the like/unlike Y_lm sums into
+    like/unlike bond counts into ``bond_counts`` (n, D, 2), the like/unlike Y_lm sums into
     ``sums_out`` (n, slots, 2, 2, n_lm) for definitions with a slot (if ``sums_out`` has rows),
     the neighbours of the averaged definitions, nearest first, into ``neighbors_out`` (n, W)
     as far as they fit, and True into ``short`` (n,) where the search radius was too small.
@@ -85,8 +85,8 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, counts, su
                 last = max(last, prefix[d])
                 if qbar_col[d] >= 0:
                     averaged = max(averaged, prefix[d])
-                counts[t, d, 0] = 0
-                counts[t, d, 1] = 0
+                bond_counts[t, d, 0] = 0
+                bond_counts[t, d, 1] = 0
                 if prefix[d] == 0:
                     acc[d] = 0.0
             for j in range(min(averaged, neighbors_out.shape[1])):
@@ -100,8 +100,8 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, counts, su
                 for d in range(n_defs):
                     if prefix[d] == j + 1:
                         acc[d] = run
-                        counts[t, d, 0] = n_like
-                        counts[t, d, 1] = j + 1 - n_like
+                        bond_counts[t, d, 0] = n_like
+                        bond_counts[t, d, 1] = j + 1 - n_like
             for d in range(n_defs):
                 if slot[d] >= 0 and sums_out.shape[0]:
                     sums_out[t, slot[d]] = acc[d]
@@ -110,7 +110,7 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, counts, su
                     lo, hi = channel_range(ch_codes[i])
                     n_c = 0
                     for ch in range(lo, hi):
-                        n_c += counts[t, d, ch]
+                        n_c += bond_counts[t, d, ch]
                     column = q_col[d] + (i - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]

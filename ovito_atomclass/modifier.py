@@ -16,7 +16,7 @@ from traits.api import Bool, Range
 
 from .features import feature_blocks
 from .model import AtomClassifier, assign, check_threshold, counts_attribute, load_model
-from .systems import as_frame
+from .systems import as_snapshot
 from .warmup import COMPILING, preparing
 
 TABLE_ID = "atomclass-structures"
@@ -52,15 +52,15 @@ class AtomClassifierModifier(ModifierInterface):
         model = load_model(self.model_file)
         for compiling in preparing(model.spec):
             yield f"Atom classifier: {COMPILING}" if compiling else "Atom classifier: loading the feature kernels"
-        frame_arrays = as_frame(data)
-        n = len(frame_arrays.positions)
+        snapshot = as_snapshot(data)
+        n = len(snapshot.positions)
         selected = self._atom_mask(data, n)
         ids = model.type_ids
         structure = np.zeros(n, dtype=np.int32)
         proba = np.zeros((n, len(model.classes)), dtype=np.float32) if self.output_probabilities else None
         yield "Atom classifier: computing features and classifying"
         done = 0
-        for atoms, features in feature_blocks(frame_arrays, model.spec, BLOCK_SIZE) if n else ():
+        for atoms, features in feature_blocks(snapshot, model.spec, BLOCK_SIZE) if n else ():
             keep = selected[atoms]
             rows = atoms[keep]
             block_proba = model.predict_proba(features if len(rows) == len(atoms) else features[keep])

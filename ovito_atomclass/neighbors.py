@@ -68,9 +68,9 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
         )
     reach = np.where(pbc, np.ceil(pad), 0).astype(np.int64)
     pad = np.where(pbc, pad, np.inf)  # atoms may lie anywhere along open directions
-    counts = _images(frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    image_counts = _images(frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    np.cumsum(image_counts, out=offsets[1:])
     ghost_frac = np.empty((offsets[-1], 3))
     ghost_owner = np.empty(offsets[-1], dtype=np.int64)
     _images(frac, pad, reach, ghost_frac, ghost_owner, offsets)
@@ -83,7 +83,7 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
     within ``pad`` of the unit cube: counted (n,) if ``out_frac`` is empty, else written
     from ``offsets[atom]`` on."""
     n = len(frac)
-    counts = np.zeros(n, dtype=np.int64)
+    image_counts = np.zeros(n, dtype=np.int64)
     fill = len(out_frac) > 0
     for a in numba.prange(n):
         c = 0
@@ -105,8 +105,8 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
                         out_frac[offsets[a] + c, 2] = z
                         out_owner[offsets[a] + c] = a
                     c += 1
-        counts[a] = c
-    return counts
+        image_counts[a] = c
+    return image_counts
 
 
 @numba.njit(cache=True, inline="always")

@@ -8,7 +8,8 @@ import numbers
 import re
 from dataclasses import asdict, dataclass, fields
 
-CHANNELS = ("all", "like", "unlike")
+CHANNELS = ("all", "like", "unlike")  # their order is the kernels' channel code 0, 1, 2
+DEFAULT_DEGREES = (4, 6, 8)  # the reference study's, with shipped Y_lm code (_ylm_4_6_8.py)
 _LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -32,7 +33,7 @@ class FeatureSpec:
 
     cutoff: float | None = 4.0
     num_neighbors: int | None = None
-    degrees: tuple[int, ...] = (4, 6, 8)
+    degrees: tuple[int, ...] = DEFAULT_DEGREES
     channels: tuple[str, ...] = CHANNELS
     averaged: bool = False
     wigner: bool = False

@@ -26,8 +26,9 @@ from ase import Atoms
 from .augment import Augmentation, copies
 from .crystals import Color, check_color
 from .dataset import MEMBERS, configurations
-from .spec import FeatureSpec
-from .systems import as_frame
+from .features import check_species
+from .spec import FeatureSet, FeatureSpec
+from .systems import as_snapshot
 
 SOURCE_KEYS = {"files", "frames", "property", "value", "select", "augment"}
 
@@ -63,7 +64,7 @@ class FrameSource:
             return f"{self.property_name} " + (f"== {shown[0]}" if len(shown) == 1 else f"in [{', '.join(shown)}]")
         return "all atoms"
 
-    def frames_as_atoms(self, needs_species: bool) -> Iterator[tuple[int, int, Atoms]]:
+    def frames_as_atoms(self, spec: FeatureSpec | FeatureSet) -> Iterator[tuple[int, int, Atoms]]:
         """``(file index, frame, atoms)`` for every selected frame: the whole frame as ASE
         ``Atoms`` (species coded as elements 1, 2, ...: only their equality matters) with the
         class's atoms marked in ``atoms.arrays[MEMBERS]``.  ValueError names the file and frame
@@ -81,13 +82,12 @@ class FrameSource:
                 raise ValueError(f"{where}: cannot read it: {_one_line(exc)}") from None
             members = self._members(data, where)
             try:
-                frame = as_frame(data)
+                snapshot = as_snapshot(data)
+                check_species(snapshot, spec)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
-            if needs_species and frame.species is None:
-                raise ValueError(f"{where}: the features over like/unlike neighbours need every atom's species, but "
-                                 "the frame has no Particle Type")
-            atoms = Atoms(numbers=frame.species_codes() + 1, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+            atoms = Atoms(numbers=snapshot.species_codes() + 1, positions=snapshot.positions, cell=snapshot.cell,
+                          pbc=snapshot.pbc)
             atoms.arrays[MEMBERS] = members
             yield i, k, atoms
 
@@ -211,7 +211,7 @@ class TrajectoryClass:
         for number, source in enumerate(self.sources):
             where = f"class {self.name!r}, trajectory {number + 1}"
             atoms_of = {}
-            for i, k, atoms in source.frames_as_atoms(spec.needs_species):
+            for i, k, atoms in source.frames_as_atoms(spec):
                 count = int(atoms.arrays[MEMBERS].sum())
                 atoms_of.setdefault(i, []).append((k, count))
                 if not count:

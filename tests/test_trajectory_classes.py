@@ -239,7 +239,8 @@ def test_a_frame_without_species_is_refused_for_like_and_unlike_features(md):
         if works:
             assert build().class_sizes()["x"] == np.sum(two_phase(7).arrays["phase"] == CRYSTAL)
         else:
-            with pytest.raises(ValueError, match="untyped.dump, frame 0: .*like/unlike.* no Particle Type"):
+            refusal = r"untyped.dump, frame 0: .*\['like', 'unlike'\] need the chemical species.*no 'Particle Type'"
+            with pytest.raises(ValueError, match=refusal):
                 build()
 
 
