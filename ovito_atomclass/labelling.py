@@ -40,7 +40,7 @@ from tqdm import tqdm
 from .cli import UsageError, ignore_interrupts
 from .files import writable_folder, write_atomically
 from .frame_index import frame_starts, guess_reader, read_span, text_size
-from .model import check_threshold, counts_from_attributes, load_model
+from .model import DEFAULT_THRESHOLD, check_threshold, counts_from_attributes, load_model
 from .warmup import prepare
 
 # output formats able to carry the Structure Type column, with their file name extensions
@@ -64,7 +64,7 @@ class Settings:
 
     model_file: str
     model_sha256: str = ""
-    threshold: float = 0.0
+    threshold: float = DEFAULT_THRESHOLD
     probabilities: bool = False
     only_selected: bool = False
     format: str = "xyz"
@@ -668,7 +668,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default="", help="ONNX model file (default: the shipped default.onnx)")
     parser.add_argument("--format", choices=sorted(FORMATS),
                         help="output format (default: the input's, or xyz if it cannot hold the labels)")
-    parser.add_argument("--threshold", type=_threshold, default=0.0,
+    parser.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD,
                         help="atoms whose most probable class is less likely than this become Other")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write the per-class Structure Probability and the Confidence columns")

@@ -30,6 +30,11 @@ _KEYS = ("atomclass.format", "atomclass.spec", "atomclass.classes", "atomclass.c
 OTHER = "Other"
 OTHER_COLOR = (0.95, 0.95, 0.95)
 COUNTS_ATTRIBUTE = "AtomClassifier.counts."
+# an atom whose most probable class is less likely than this is Other: the general model's
+# confident atoms (crystals to 0.9 T_m) stay above it, unknown environments fall below
+# (benchmarks/results/general_study.md); the seed and reference10 models lose no atom of the
+# reference precipitate to it
+DEFAULT_THRESHOLD = 0.4
 _CACHE_SIZE = 8
 
 

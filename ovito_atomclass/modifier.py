@@ -15,7 +15,7 @@ from ovito.traits import FilePath
 from traits.api import Bool, Range
 
 from .features import feature_blocks
-from .model import AtomClassifier, assign, check_threshold, counts_attribute, load_model
+from .model import DEFAULT_THRESHOLD, AtomClassifier, assign, check_threshold, counts_attribute, load_model
 from .systems import as_snapshot
 from .warmup import COMPILING, preparing
 
@@ -36,7 +36,8 @@ class AtomClassifierModifier(ModifierInterface):
     """
 
     model_file = FilePath("", label="Model file (.onnx, empty = shipped default)", ovito_group="Model")
-    threshold = Range(0.0, 1.0, 0.0, label="Minimum probability (else Other)", ovito_group="Classification")
+    threshold = Range(0.0, 1.0, DEFAULT_THRESHOLD, label="Minimum probability (else Other)",
+                      ovito_group="Classification")
     output_probabilities = Bool(False, label="Output probabilities and confidence", ovito_group="Output")
     only_selected = Bool(False, label="Classify selected particles only", ovito_group="Classification")
 

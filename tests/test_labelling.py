@@ -257,7 +257,7 @@ def test_resume_refuses_other_frames_model_or_options(inputs, tiny_model, tmp_pa
          f"frame 0 was frame 0 of {inputs / 'traj.dump'} and is now frame 0 of {inputs / 'mixed.xyz'}"),
         ((inputs / "traj.dump", inputs / "mixed.xyz", "-m", other_model), "model_sha256"),
         ((inputs / "traj.dump", inputs / "mixed.xyz", "-m", tiny_model, "--threshold", "0.5"),
-         "threshold 0.0, now 0.5"),
+         "threshold 0.4, now 0.5"),
         ((inputs / "traj.dump", inputs / "mixed.xyz", "-m", tiny_model, "--probabilities"), "probabilities False"),
     ]
     for argv, message in attempts:
