@@ -6,6 +6,8 @@ classifies every atom with ``AtomClassifierModifier``, prints the fraction of ea
 next to the reference study's, selects the ``gamma`` atoms, writes the labelled structure
 (extended XYZ) and renders two pictures: the gamma_prime sphere and the gamma shell around it.
 Where OVITO cannot render (no Vulkan), it draws a slice through the centre with matplotlib instead.
+With the general model (``--model models/default.onnx``) the classes are ``fcc`` and ``L1_2``:
+it selects and renders the L1_2 sphere inside the fcc matrix.
 
     python examples/precipitate.py [--model models/seed.onnx] [--out out/precipitate] [--no-render]
 """
@@ -36,6 +38,7 @@ from ovito_atomclass.labelling import export_frame
 from ovito_atomclass.model import counts_from_attributes, load_model, models_dir
 from ovito_atomclass.modifier import AtomClassifierModifier
 
+GENERAL = ("fcc", "L1_2", None)  # the general model's matrix and precipitate classes; it has no shell class
 GREY = (0.35, 0.35, 0.35)
 VIEW = np.array([-1.0, -0.8, -0.6]) / np.linalg.norm([-1.0, -0.8, -0.6])  # camera direction
 ENABLE_RENDERING = ("OVITO renders through Vulkan, also without a GPU. To get the pictures on Debian/Ubuntu run\n"
@@ -44,10 +47,11 @@ ENABLE_RENDERING = ("OVITO renders through Vulkan, also without a GPU. To get th
 
 
 def report(counts: dict[str, int]) -> str:
-    """The percentage of each class found and of the reference study; classes without
-    atoms in either are listed on one line."""
+    """The percentage of each class found and of the reference study (for the model's
+    classes that the study has); classes without atoms in either are listed on one line."""
     total = sum(counts.values())
-    shown = sorted({c for c, n in counts.items() if n} | set(REFERENCE), key=lambda c: -counts.get(c, 0))
+    found = {c for c, n in counts.items() if n}
+    shown = sorted(found | (set(REFERENCE) & set(counts)), key=lambda c: -counts.get(c, 0))
     lines = [f"{'class':<14}{'this model':>12}{'reference':>12}"]
     for name in shown:
         ref = f"{REFERENCE[name]:11.2f}%" if name in REFERENCE else f"{'-':>12}"
@@ -95,19 +99,29 @@ def render(pipeline: Pipeline, path: Path, centre: np.ndarray, labels: list[tupl
         pipeline.remove_from_scene()
 
 
+def roles(classes: list[str]) -> tuple[str, str, str | None]:
+    """The (matrix, precipitate, shell) class names of a model: the reference study's
+    (fccNi, gamma_prime, gamma) or the general model's (fcc, L1_2, no shell)."""
+    if "gamma_prime" in classes:
+        return "fccNi", "gamma_prime", "gamma" if "gamma" in classes else None
+    return GENERAL
+
+
 def render_pictures(labelled: Pipeline, out: Path, centre: np.ndarray, counts: dict[str, int],
                     colors: dict[str, tuple]) -> list[Path]:
-    """The gamma_prime sphere, and the gamma shell around it, the half facing the camera cut
-    away; ``counts`` and ``colors`` (RGB) are per class name."""
+    """The precipitate sphere, and the shell around it (if the model has a shell class), the
+    half facing the camera cut away; ``counts`` and ``colors`` (RGB) are per class name."""
     def count(name: str) -> tuple[str, tuple]:
         return f"{name}: {counts[name]} atoms", colors[name]
 
-    sphere = keep_only(labelled, {"gamma_prime"})
-    shell = keep_only(labelled, {"gamma", "gamma_prime"})
-    shell.modifiers.append(SliceModifier(normal=tuple(-VIEW), distance=float(-VIEW @ centre)))
-    pictures = {out / "gamma_prime_sphere.png": (sphere, [count("gamma_prime"), ("fccNi atoms hidden", GREY)]),
-                out / "gamma_shell.png": (shell, [count("gamma"), count("gamma_prime"),
-                                                  ("fccNi atoms hidden, near half cut away", GREY)])}
+    matrix, sphere_class, shell_class = roles(list(colors))
+    sphere = keep_only(labelled, {sphere_class})
+    pictures = {out / f"{sphere_class}_sphere.png": (sphere, [count(sphere_class), (f"{matrix} atoms hidden", GREY)])}
+    if shell_class is not None:
+        shell = keep_only(labelled, {shell_class, sphere_class})
+        shell.modifiers.append(SliceModifier(normal=tuple(-VIEW), distance=float(-VIEW @ centre)))
+        pictures[out / f"{shell_class}_shell.png"] = (shell, [count(shell_class), count(sphere_class),
+                                                             (f"{matrix} atoms hidden, near half cut away", GREY)])
     for path, (pipeline, labels) in pictures.items():
         render(pipeline, path, centre, labels)
     return list(pictures)
@@ -163,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = counts_from_attributes(data.attributes)
     print(f"{len(atoms)} atoms, model {model.path.name}\n{report(counts)}")
 
-    pipeline.modifiers.append(SelectTypeModifier(property="Structure Type", types={"gamma"}))
+    _, sphere_class, shell_class = roles(model.classes)
+    chosen = shell_class or sphere_class
+    pipeline.modifiers.append(SelectTypeModifier(property="Structure Type", types={chosen}))
     selected = pipeline.compute()
-    print(f"selected {selected.attributes['SelectType.num_selected']} gamma atoms")
+    print(f"selected {selected.attributes['SelectType.num_selected']} {chosen} atoms")
     labelled = out / "precipitate_labelled.xyz"
     export_frame(selected, labelled, "xyz")
     print(f"labelled structure: {labelled}")

@@ -14,6 +14,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 from ase import Atoms
 
+NN_DISTANCE = "nn_distance"
+"""``atoms.info`` key of a template: its nearest-neighbour distance (Å) before any
+perturbation, the unit of relative rattling (:class:`Augmentation`)."""
+
 # the reference study: six Gaussians from 0.001 to 0.03 Å, 20 draws each, not cumulative
 REFERENCE_RATTLE = tuple(float(v) for v in np.round(np.linspace(0.001, 0.03, 6), 6))
 
@@ -23,11 +27,15 @@ class Augmentation:
     """For every standard deviation in ``rattle`` (Å), ``draws`` copies of a freshly built
     template, each displaced by independent Gaussian noise of that width and, if
     ``strain`` > 0, deformed by a random symmetric strain tensor whose six independent
-    components are uniform in [-strain, strain] (a fraction: 0.03 is 3 %)."""
+    components are uniform in [-strain, strain] (a fraction: 0.03 is 3 %).  With
+    ``relative``, ``rattle`` is in units of each template's nearest-neighbour distance
+    (``atoms.info[NN_DISTANCE]``, set by the general library): thermal vibration of any
+    element (a Lindemann ratio L is a width of L / sqrt(3))."""
 
     rattle: tuple[float, ...] = REFERENCE_RATTLE
     draws: int = 20
     strain: float = 0.0
+    relative: bool = False
 
     def __post_init__(self) -> None:
         rattle = tuple(float(v) for v in np.atleast_1d(self.rattle))
@@ -40,6 +48,8 @@ class Augmentation:
         object.__setattr__(self, "rattle", rattle)
         object.__setattr__(self, "draws", int(self.draws))
         object.__setattr__(self, "strain", float(self.strain))
+        if not isinstance(self.relative, bool):
+            raise ValueError(f"relative must be true or false, got {self.relative!r}")
 
     @property
     def copies(self) -> int:
@@ -52,14 +62,14 @@ class Augmentation:
 
     def to_dict(self) -> dict:
         """The fields as a plain dict (the ``[augmentation]`` table of a configuration)."""
-        return {"rattle": list(self.rattle), "draws": self.draws, "strain": self.strain}
+        return {"rattle": list(self.rattle), "draws": self.draws, "strain": self.strain, "relative": self.relative}
 
     @classmethod
     def from_dict(cls, data: dict) -> Augmentation:
         """An Augmentation from a configuration's ``[augmentation]`` table; ValueError names unknown keys."""
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"augmentation does not know the key(s) {unknown}; use rattle, draws, strain")
+            raise ValueError(f"augmentation does not know the key(s) {unknown}; use rattle, draws, strain, relative")
         return cls(**data)
 
 
@@ -94,4 +104,11 @@ def copies(build, augmentation: Augmentation, rng: np.random.Generator) -> Itera
     """Yield ``(stdev, atoms)`` for every copy of ``augmentation``; ``build(rng)`` makes
     a fresh template for each (random substitutions and packings are redrawn)."""
     for stdev in augmentation.stdevs():
-        yield float(stdev), perturb(build(rng), stdev, augmentation.strain, rng)
+        atoms = build(rng)
+        unit = 1.0
+        if augmentation.relative:
+            if NN_DISTANCE not in atoms.info:
+                raise ValueError("relative rattling needs templates that know their nearest-neighbour distance "
+                                 "(the general library's classes); set relative = false for these classes")
+            unit = atoms.info[NN_DISTANCE]
+        yield float(stdev), perturb(atoms, stdev * unit, augmentation.strain, rng)

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
 from tqdm.auto import tqdm
 
 from .augment import Augmentation, copies
-from .crystals import Color
+from .crystals import MEMBERS, ORIGIN, Color
 from .features import compute_features
 from .spec import FeatureSet, FeatureSpec
-
-# per-atom boolean array of a template (``atoms.arrays[MEMBERS]``): only these atoms belong to
-# the class; the others are there as neighbours (a stacking fault in fcc, a slab's interior)
-MEMBERS = "atomclass_members"
 
 
 @dataclass
@@ -24,8 +20,11 @@ class Dataset:
     """Features ``X`` (n, F) and labels ``y`` (n,) in 0..K-1 (indices into ``class_names``,
     whose RGB ``colors`` go along); ``feature_names`` (F,); for every row the
     configuration it came from, ``draw`` (n,) (numbered over the whole data set), that
-    configuration's rattling width ``stdev`` (n,) in Å, and the ``stratum`` (n,) it is
-    sampled from (its draw for classes sampled evenly across configurations, else -1)."""
+    configuration's rattling width ``stdev`` (n,) (Å, or nearest-neighbour distances for
+    relative rattling), and the ``stratum`` (n,) it is sampled from (its draw for classes
+    sampled evenly across configurations, else -1); ``origins`` names the kind of template
+    of every configuration (a class name, or the general library's source, see
+    :data:`.crystals.ORIGIN`), indexed by ``draw``."""
 
     X: np.ndarray
     y: np.ndarray
@@ -35,6 +34,7 @@ class Dataset:
     draw: np.ndarray
     stdev: np.ndarray
     stratum: np.ndarray | None = None
+    origins: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -42,11 +42,23 @@ class Dataset:
     def subset(self, rows: np.ndarray) -> Dataset:
         """The rows ``rows`` (indices or mask) as a new data set with the same classes."""
         return Dataset(self.X[rows], self.y[rows], self.class_names, self.colors, self.feature_names,
-                       self.draw[rows], self.stdev[rows], None if self.stratum is None else self.stratum[rows])
+                       self.draw[rows], self.stdev[rows], None if self.stratum is None else self.stratum[rows],
+                       self.origins)
 
     def class_sizes(self) -> dict[str, int]:
         """Number of rows per class name."""
         return dict(zip(self.class_names, np.bincount(self.y, minlength=len(self.class_names)).tolist(), strict=True))
+
+    def source_counts(self) -> dict[str, dict[str, list[int]]]:
+        """{class name: {template source: [configurations, rows]}}, sources sorted by name."""
+        out: dict[str, dict[str, list[int]]] = {name: {} for name in self.class_names}
+        draws, first = np.unique(self.draw, return_index=True)
+        rows = np.bincount(self.draw)
+        for draw, row in zip(draws, first, strict=True):
+            tally = out[self.class_names[self.y[row]]].setdefault(self.origins[draw], [0, 0])
+            tally[0] += 1
+            tally[1] += int(rows[draw])
+        return {name: dict(sorted(sources.items())) for name, sources in out.items()}
 
 
 def template_width(spec: FeatureSpec | FeatureSet) -> float:
@@ -80,7 +92,7 @@ def build_dataset(classes: Sequence, spec: FeatureSpec | FeatureSet, augmentatio
     if not names or len(set(names)) != len(names):
         raise ValueError(f"need at least one class and unique class names, got {names}")
     rng = np.random.default_rng(seed)
-    X, y, draw, stdev, stratum = [], [], [], [], []
+    X, y, draw, stdev, stratum, origins = [], [], [], [], [], []
     total = sum(getattr(c, "n_configurations", lambda a: a.copies)(augmentation) for c in classes)
     bar = tqdm(total=total, desc="features", unit="config", disable=not progress)
     for label, cls in enumerate(classes):
@@ -94,10 +106,11 @@ def build_dataset(classes: Sequence, spec: FeatureSpec | FeatureSet, augmentatio
             stratum.append(np.full(members.sum(), len(draw) if getattr(cls, "even_sampling", False) else -1))
             draw.append(np.full(members.sum(), len(draw)))
             stdev.append(np.full(members.sum(), sd))
+            origins.append(atoms.info.get(ORIGIN, cls.name))
             bar.update()
     bar.close()
     return Dataset(np.vstack(X), np.concatenate(y), names, [c.color for c in classes], spec.feature_names,
-                   np.concatenate(draw), np.concatenate(stdev), np.concatenate(stratum))
+                   np.concatenate(draw), np.concatenate(stdev), np.concatenate(stratum), origins)
 
 
 def stratified_sample(y: np.ndarray, n_per_class: int, rng: np.random.Generator,

@@ -4,9 +4,10 @@ The configuration (TOML, or YAML for ``.yaml``/``.yml``) names the classes, the 
 the augmentation, the sample size and the classifiers to try::
 
     seed = 0
+    library = "reference"           # or "general": where classes named without a recipe come from
     [features]                      # FeatureSpec fields
     cutoff = 4.0                    # (or [[features]] tables, each with a label: a FeatureSet)
-    [augmentation]                  # Augmentation fields: rattle (Å), draws, strain
+    [augmentation]                  # Augmentation fields: rattle (Å), draws, strain, relative
     rattle = [0.001, 0.03]
     [sampling]
     per_class = 2000                # atoms per class, split 60/40 into train/test
@@ -45,7 +46,15 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augmentation
-from .crystals import PRECIPITATE_REFERENCE, REFERENCE_CLASSES, CrystalClass, DisorderedClass, precipitate
+from .crystals import (
+    GENERAL_CLASSES,
+    PRECIPITATE_REFERENCE,
+    REFERENCE_CLASSES,
+    CrystalClass,
+    DisorderedClass,
+    GeneralClass,
+    precipitate,
+)
 from .dataset import Dataset, build_dataset, stratified_sample
 from .features import compute_features
 from .files import writable_folder, write_atomically
@@ -53,7 +62,8 @@ from .model import load_model, save_model
 from .spec import FeatureSet, FeatureSpec
 from .trajectory import card_lines, trajectory_class
 
-TOP_KEYS = {"seed", "features", "augmentation", "sampling", "models", "classes"}
+TOP_KEYS = {"seed", "library", "features", "augmentation", "sampling", "models", "classes"}
+LIBRARIES = {"reference": REFERENCE_CLASSES, "general": GENERAL_CLASSES}  # where a class named without a recipe is
 SAMPLING_KEYS = {"per_class", "test_fraction", "cv"}
 CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other", "trajectory"}
 RECIPES = ("bulk", "crystal", "file", "other")
@@ -133,9 +143,12 @@ def parse_config(raw: dict, path: Path) -> TrainingConfig:
     seed = raw.get("seed", 0)
     if not isinstance(seed, int):
         raise ValueError(f"{path}: seed must be an integer, got {seed!r}")
+    library = raw.get("library", "reference")
+    if library not in LIBRARIES:
+        raise ValueError(f"{path}: library must be one of {', '.join(LIBRARIES)}, got {library!r}")
     classes: list = []
     for entry in raw["classes"]:
-        cls = _parse_class(entry, path.parent, classes)
+        cls = _parse_class(entry, path.parent, classes, library)
         if cls.name in [c.name for c in classes]:
             raise ValueError(f"{path}: the class name {cls.name!r} appears twice")
         classes.append(cls)
@@ -171,8 +184,9 @@ def _check_keys(table: dict, known: set[str], where: str) -> None:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
 
 
-def _parse_class(entry: dict, folder: Path, earlier: list):
-    """One ``[[classes]]`` entry as a library class."""
+def _parse_class(entry: dict, folder: Path, earlier: list, library: str = "reference"):
+    """One ``[[classes]]`` entry as a class of the library named ``library`` (see
+    :data:`LIBRARIES`) or of its recipe."""
     if not isinstance(entry, dict) or "name" not in entry:
         raise ValueError(f"every [[classes]] entry needs a name, got {entry!r}")
     name = str(entry["name"])
@@ -184,12 +198,16 @@ def _parse_class(entry: dict, folder: Path, earlier: list):
     if len(recipes) > 1:
         raise ValueError(f"class {name!r}: give one of {', '.join(RECIPES)}, not {recipes}")
     if not recipes:
-        if name not in REFERENCE_CLASSES:
-            raise ValueError(f"class {name!r} is not in the library ({', '.join(REFERENCE_CLASSES)}); "
+        known = LIBRARIES[library]
+        if name not in known:
+            raise ValueError(f"class {name!r} is not in the library {library!r} ({', '.join(known)}); "
                              f"give a recipe: {', '.join(RECIPES)}")
-        library = REFERENCE_CLASSES[name]
-        return CrystalClass(name, entry.get("color", library.color), library.cell,
-                            entry.get("substitute", library.substitute))
+        if isinstance(known[name], GeneralClass):
+            if "substitute" in entry:
+                raise ValueError(f"class {name!r}: the general library draws its own species, no substitute")
+            return GeneralClass(name, entry.get("color", known[name].color), known[name].sources)
+        return CrystalClass(name, entry.get("color", known[name].color), known[name].cell,
+                            entry.get("substitute", known[name].substitute))
     color = entry.get("color")
     if color is None:
         raise ValueError(f"class {name!r}: a new class needs a color [r, g, b] in 0..1")
@@ -281,6 +299,7 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     summary = {
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
         "augmentation": config.augmentation.to_dict(), "rows_per_class": data.class_sizes(),
+        "rows_per_source": data.source_counts(),
         "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
         "sources": {c.name: c.provenance(config.augmentation) for c in config.classes if hasattr(c, "provenance")},
         "n_train": len(train_rows), "n_test": len(test_rows),
@@ -344,7 +363,8 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
     augmented = any(read["augment"] for source in sources.values() for read in source["trajectories"])
     templates = (f"{summary['templates_per_class']} perturbed templates per class{' with a recipe' * bool(sources)}"
                  f"{' and per augmented frame' * augmented}: Gaussian rattling with standard deviations "
-                 f"{aug['rattle']} Å, {aug['draws']} draws each, random homogeneous strain up to "
+                 f"{aug['rattle']} {'nearest-neighbour distances' if aug.get('relative') else 'Å'}, {aug['draws']} "
+                 "draws each, random homogeneous strain up to "
                  f"±{100 * aug['strain']:g} %. ")
     perturbed = augmented or any(name not in sources or sources[name]["templates"] for name in data.class_names)
     lines += ["", "## Features", "", f"`{type(spec).__name__}` {spec.to_json()}", "",
@@ -352,7 +372,8 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
               "## Data", "",
               f"{templates * perturbed}{summary['per_class']} atoms per class sampled, "
               f"{summary['n_train']} for training (grid search, cross-validated), {summary['n_test']} for the test.",
-              *card_lines(sources), "", "## Models tried (test set)", "",
+              *card_lines(sources), *_sources_table(summary.get("rows_per_source", {})),
+              "", "## Models tried (test set)", "",
               "| model | best parameters | CV accuracy | macro ROC AUC | macro precision | min precision | fit s |",
               "|---|---|---|---|---|---|---|"]
     for r in summary["models"]:
@@ -375,6 +396,17 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
     lines += ["", f"Built with {versions}.", ""]
     return "\n".join(lines)
+
+
+def _sources_table(rows: dict[str, dict[str, list[int]]]) -> list[str]:
+    """Markdown lines: the configurations and atoms each template source gave each class
+    (nothing when every class has a single source)."""
+    if all(len(sources) <= 1 for sources in rows.values()):
+        return []
+    lines = ["", "| class | template source | configurations | atoms |", "|---|---|---|---|"]
+    for name, sources in rows.items():
+        lines += [f"| {name} | `{source}` | {n} | {atoms} |" for source, (n, atoms) in sources.items()]
+    return lines
 
 
 def precipitate_fractions(estimator, spec: FeatureSpec | FeatureSet, class_names: list[str]) -> dict[str, float] | None:

@@ -15,7 +15,7 @@ from ovito_atomclass import FeatureSpec, compute_features, load_model, training
 from ovito_atomclass.cli import main
 from ovito_atomclass.samples import TINY_CLASSES, TINY_COLORS
 
-CONFIG = Path(ovito_atomclass.__file__).resolve().parent.parent / "configs" / "default.toml"
+CONFIG = Path(ovito_atomclass.__file__).resolve().parent.parent / "configs" / "reference10.toml"
 
 
 def nickel():

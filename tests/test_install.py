@@ -69,7 +69,7 @@ def test_sdist_carries_tests_configs_model_cards_and_docs(dists):
     for folder in SDIST_FOLDERS:
         missing = source_files(folder) - names
         assert not missing, f"the sdist lacks {sorted(missing)}"
-    assert {"tests/conftest.py", "configs/default.toml", "models/default.md", "docs/conf.py"} <= names
+    assert {"tests/conftest.py", "configs/general.toml", "models/default.md", "docs/conf.py"} <= names
     assert {"LICENSE", "CITATION.cff", "CHANGELOG.md", "README.md", "Makefile", "setup.py"} <= names
 
 

@@ -367,7 +367,7 @@ def test_seed_model_reproduces_the_reference_precipitate_fractions():
 
 def test_averaged_model_in_small_blocks_with_a_selection_labels_the_right_atoms(monkeypatch):
     # q-bar features come in blocks of Morton-ordered atoms: every result must land on its atom
-    default = str(models_dir() / "default.onnx")
+    default = str(models_dir() / "reference10.onnx")
     data = ase_to_ovito(precipitate())
     whole = np.asarray(classify(data, default, output_probabilities=True).particles["Structure Probability"])
     monkeypatch.setattr(modifier_module, "BLOCK_SIZE", 300)

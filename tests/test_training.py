@@ -338,9 +338,9 @@ def test_a_model_skl2onnx_cannot_export_is_named_and_the_next_best_is_taken(tmp_
 # --- shipped models -------------------------------------------------------------------
 
 
-def test_default_model_labels_fresh_hot_templates_of_every_class():
+def test_reference10_model_labels_fresh_hot_templates_of_every_class():
     # templates it never saw: a new seed, rattled by 0.1 Å and strained by up to 2 %
-    model = load_model(models_dir() / "default.onnx")
+    model = load_model(models_dir() / "reference10.onnx")
     assert model.classes == [*REFERENCE_NAMES, OTHER]
     rng = RNG(123)
     for name, cls in REFERENCE_CLASSES.items():
