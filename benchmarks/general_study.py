@@ -101,16 +101,16 @@ GENERAL = read_config(ROOT / "configs" / "general.toml")  # the shipped model's 
 CANDIDATES["general.toml"] = GENERAL.spec
 
 
-def _uniform(top: float, draws: int) -> Augmentation:
-    """Rattling uniform from 0 to ``top`` nearest-neighbour distances in steps of 0.01, otherwise the shipped
-    augmentation."""
-    return replace(GENERAL.augmentation, rattle=tuple(float(v) for v in np.round(np.arange(0.0, top + 1e-9, 0.01), 3)),
-                   draws=draws)
+def _uniform(top: float) -> Augmentation:
+    """Rattling uniform from 0 to ``top`` nearest-neighbour distances in steps of 0.01, as many
+    templates per class as the shipped augmentation, otherwise the same."""
+    rattle = tuple(float(v) for v in np.round(np.arange(0.0, top + 1e-9, 0.01), 3))
+    return replace(GENERAL.augmentation, rattle=rattle, draws=int(np.ceil(GENERAL.augmentation.copies / len(rattle))))
 
 
 AUGMENTATIONS = {  # rattling in nearest-neighbour distances; Lindemann ratio = width * sqrt(3)
     "general.toml": GENERAL.augmentation,
-    "hot06": _uniform(0.06, 5), "hot08": _uniform(0.08, 4), "hot10": _uniform(0.10, 3), "hot12": _uniform(0.12, 3),
+    "hot06": _uniform(0.06), "hot08": _uniform(0.08), "hot10": _uniform(0.10), "hot12": _uniform(0.12),
 }
 
 
@@ -409,10 +409,10 @@ def threshold_report(path: Path, frames: Frames | None) -> str:
 # --- the study ---------------------------------------------------------------------------
 
 
-def study(candidates: list[str], augmentations: list[str], frames: Frames | None,
-          compared: list[str]) -> tuple[list[dict], float]:
+def study(candidates: list[str], augmentations: list[str], frames: Frames | None, compared: list[str],
+          written=lambda records: None) -> list[dict]:
     """Train and score every candidate on the first augmentation and the ``compared``
-    candidates on the others; the records and a-CNA's time."""
+    candidates on the others; the records, each also handed to ``written(records so far)``."""
     timing = speed_frame()
     cna = cna_time(timing)
     records = []
@@ -432,7 +432,8 @@ def study(candidates: list[str], augmentations: list[str], frames: Frames | None
                 record["frames"] = on_frames(model, candidate, train.class_names, frames)
             records.append(record)
             print(summary_row(record, train.class_names, frames), flush=True)
-    return records, cna
+            written(records)
+    return records
 
 
 def summary_row(record: dict, class_names: list[str], frames: Frames | None) -> str:
@@ -506,10 +507,13 @@ def main(argv: list[str] | None = None) -> int:
     frames = load_frames(args.frames, args.validation)
     if frames is None:
         print(f"no MD frames in {args.frames}: held-out data and speed only", file=sys.stderr)
-    text = ""
-    if args.candidates:
-        records, _ = study(args.candidates, args.augmentations, frames, args.compared)
+    def written(records: list[dict]) -> str:
         text = report(records, list(GENERAL_CLASSES), frames, time.perf_counter() - t0)
+        write_atomically(args.output, text.encode())  # after every candidate: a crash keeps what is done
+        return text
+
+    text = written(study(args.candidates, args.augmentations, frames, args.compared, written)) \
+        if args.candidates else ""
     if args.threshold:
         text += "\n" + threshold_report(args.threshold, frames)
     write_atomically(args.output, text.encode())

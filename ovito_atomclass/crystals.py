@@ -1,11 +1,15 @@
-"""The class library: the ten reference crystal classes as ASE templates, the ``Other``
-class of disordered configurations, and the Ni / Ni3Al precipitate of the reference study.
+"""The class libraries: the ten reference crystal classes as ASE templates, the ``Other``
+class of disordered configurations, and the Ni / Ni3Al precipitate of the reference study;
+and the general library (:data:`GENERAL_CLASSES`) of lattices and orderings of any species
+and lattice constant, with their defects, for scale-free features.
 
 Every class has a ``name``, a ``color`` (RGB in 0..1) and a method ``template(rng,
-min_width)`` returning a periodic ASE ``Atoms`` at least ``min_width`` (Å) wide in every
-direction.  A :class:`CrystalClass` repeats a conventional cell, with an optional random
-substitution (``gamma`` is fcc Ni with 20 % of the sites Al, redrawn for every template);
-:class:`DisorderedClass` makes random dense packings and heavily displaced crystals.
+min_width)`` returning an ASE ``Atoms`` at least ``min_width`` (Å) wide in every direction.
+A :class:`CrystalClass` repeats a conventional cell, with an optional random substitution
+(``gamma`` is fcc Ni with 20 % of the sites Al, redrawn for every template);
+:class:`DisorderedClass` makes random dense packings and heavily displaced crystals; a
+:class:`GeneralClass` draws each template from one of its sources (random species, a random
+nearest-neighbour distance, atoms of the class marked in ``atoms.arrays[MEMBERS]``).
 """
 
 from __future__ import annotations
