@@ -44,6 +44,16 @@ def q_l_of_sums(acc, lo, hi, start, l):
 
 
 @numba.njit(cache=True, inline="always")
+def _copy3(dst, src):
+    """``dst[...] = src`` for 3D arrays of one shape, written as loops: a slice assignment
+    makes numba compile its shape-error formatting, seconds of the first run after installing."""
+    for a in range(src.shape[0]):
+        for b in range(src.shape[1]):
+            for c in range(src.shape[2]):
+                dst[a, b, c] = src[a, b, c]
+
+
+@numba.njit(cache=True, inline="always")
 def channel_range(channel):
     """The like/unlike accumulators (lo, hi) that make up channel 0 (all), 1 (like) or 2 (unlike)."""
     return (0, 2) if channel == 0 else (channel - 1, channel)
@@ -99,12 +109,12 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, bond_count
                 add_bond(vec[j, 0], vec[j, 1], vec[j, 2], run, ch)
                 for d in range(n_defs):
                     if prefix[d] == j + 1:
-                        acc[d] = run
+                        _copy3(acc[d], run)
                         bond_counts[t, d, 0] = n_like
                         bond_counts[t, d, 1] = j + 1 - n_like
             for d in range(n_defs):
                 if slot[d] >= 0 and sums_out.shape[0]:
-                    sums_out[t, slot[d]] = acc[d]
+                    _copy3(sums_out[t, slot[d]], acc[d])
                 n_deg = deg_start[d + 1] - deg_start[d]
                 for i in range(ch_start[d], ch_start[d + 1]):
                     lo, hi = channel_range(ch_codes[i])

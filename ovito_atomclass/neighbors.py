@@ -275,7 +275,8 @@ def _sort_into_bins(pos, owner, origin, inv_bin, nbins):
     for a in range(len(pos)):
         slot = fill[bin_id[a]]
         fill[bin_id[a]] += 1
-        spos[slot] = pos[a]
+        # element by element: a slice copy makes numba compile its shape-error formatting (first run)
+        spos[slot, 0], spos[slot, 1], spos[slot, 2] = pos[a, 0], pos[a, 1], pos[a, 2]
         sowner[slot] = owner[a]
     return bin_start, spos, sowner
 
