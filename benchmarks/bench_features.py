@@ -1,27 +1,30 @@
 """Feature-engine benchmark: our nine features (q4, q6, q8 x all, like, unlike) against
-OVITO's Steinhardt modifier, pyscal3 and freud, plus our peak memory on a large frame.
+OVITO's Steinhardt modifier, pyscal3 and freud, a scale-free FeatureSet of several neighbour
+definitions, plus our peak memory on a large frame.
 
     python benchmarks/bench_features.py                # 256,000 atoms, 1 and 2 threads, memory at 2,048,000
     python benchmarks/bench_features.py --cells 20 --memory-cells 0 --repeats 3   # a quick look
 
 Two systems of ``4 * cells**3`` atoms: fcc Ni (a = 3.52 Å) and a random two-species
-configuration at the same density (``tests/structures.py:random_alloy``); cutoff 4.0 Å.
+configuration at the same density (``ovito_atomclass.samples.random_alloy``); cutoff 4.0 Å.
 OVITO reads its thread count once, from ``OVITO_THREAD_COUNT``, when it is imported, so
-each thread count runs in its own worker process; inside it all four codes are timed on
+each thread count runs in its own worker process; inside it all codes are timed on
 the same frame with numba, pyscal3 and freud set to the same count.  Each code first runs
 untimed on a 256-atom frame (JIT compilation, plugin loading), then ``--repeats`` times on
 the system; the table shows medians of wall time and of process CPU time (all threads;
 less sensitive to other load on a shared machine).
 
 - ours: ``compute_features(data, FeatureSpec())`` on the OVITO ``DataCollection``;
+- ours-set: the same with :func:`scale_free_set` (one neighbour search for all definitions);
 - OVITO: a fresh ``Pipeline`` with ``SteinhardtParametersModifier`` (cutoff, max_l = 8:
   q2..q8, all neighbours) for every repeat, so nothing is cached;
 - pyscal3: ``find_neighbors(cutoff, store_rows=False)`` + ``steinhardt_parameter([4, 6, 8])``;
 - freud: ``Steinhardt([4, 6, 8])`` with an ``AABBQuery`` cutoff query (single precision).
 
-Memory: a separate process builds a ``4 * memory_cells**3``-atom random alloy as plain
-arrays, runs the features once on a small frame (loads the compiled kernels), resets the
-kernel's peak-RSS counter and reports the peak increase over the loaded frame.
+Memory: for the nine features and for the set, a separate process builds a
+``4 * memory_cells**3``-atom random alloy as plain arrays, runs the features once on a small
+frame (loads the compiled kernels), resets the kernel's peak-RSS counter and reports the peak
+increase over the loaded frame.
 """
 
 from __future__ import annotations
@@ -39,14 +42,27 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests/structures.py holds the system builders
+from ovito_atomclass.samples import random_alloy
 
-from tests.structures import random_alloy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CUTOFF = 4.0
 DEGREES = [4, 6, 8]
-CODES = ("ours", "OVITO", "pyscal3", "freud")
+CODES = ("ours", "ours-set", "OVITO", "pyscal3", "freud")
+
+
+def scale_free_set():
+    """The FeatureSet of the shipped default model, or until it has one a stand-in: the 12 and
+    the 14 nearest atoms (close-packed and bcc shells), q4, q6, q8 and their neighbour averages
+    over all / like / unlike neighbours (36 features; the general model's draft)."""
+    from ovito_atomclass import FeatureSet, FeatureSpec, load_model
+    from ovito_atomclass.model import default_model_path
+
+    spec = load_model(default_model_path()).spec
+    if isinstance(spec, FeatureSet):
+        return spec
+    return FeatureSet(tuple(FeatureSpec(cutoff=None, num_neighbors=k, degrees=tuple(DEGREES), averaged=True,
+                                        label=f"n{k}") for k in (12, 14)))
 
 
 def fcc_ni(cells: int):
@@ -78,6 +94,7 @@ def runners(atoms) -> dict[str, Callable[[], object]]:
 
     data = ase_to_ovito(atoms)
     spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES))
+    scale_free = scale_free_set()
 
     def ovito():
         pipeline = Pipeline(source=StaticSource(data=data))
@@ -95,7 +112,8 @@ def runners(atoms) -> dict[str, Callable[[], object]]:
     def freud_q():
         return freud.order.Steinhardt(DEGREES).compute((box, points), dict(r_max=CUTOFF, exclude_ii=True)).ql
 
-    return {"ours": lambda: compute_features(data, spec), "OVITO": ovito, "pyscal3": pyscal, "freud": freud_q}
+    return {"ours": lambda: compute_features(data, spec), "ours-set": lambda: compute_features(data, scale_free),
+            "OVITO": ovito, "pyscal3": pyscal, "freud": freud_q}
 
 
 def parallel_control() -> Callable[[], object]:
@@ -149,11 +167,12 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def memory_worker(cells: int) -> dict:
-    """Peak RSS increase (MiB) while computing the nine features of a large random alloy."""
+def memory_worker(cells: int, which: str) -> dict:
+    """Peak RSS increase (MiB) while computing the nine features (``which`` = "nine") or the
+    scale-free set ("set") of a large random alloy."""
     from ovito_atomclass import FeatureSpec, compute_features
 
-    spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES))
+    spec = FeatureSpec(cutoff=CUTOFF, degrees=tuple(DEGREES)) if which == "nine" else scale_free_set()
     small = random_alloy(n_cells=3, seed=0)
     compute_features((small.positions, small.cell.array, True, np.array(small.get_chemical_symbols())), spec)
     rng = np.random.default_rng(0)
@@ -208,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cells per edge of the memory frame (default 80: 2,048,000 atoms); 0 skips it")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory-spec", choices=["nine", "set"], default="nine", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cells < 1 or args.repeats < 1 or min(args.threads) < 1 or args.memory_cells < 0:
         parser.error("--cells, --repeats and --threads must be positive, --memory-cells not negative")
@@ -215,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(time_worker(args.cells, args.threads[0], args.repeats, args.codes)))
         return 0
     if args.worker == "memory":
-        print(json.dumps(memory_worker(args.memory_cells)))
+        print(json.dumps(memory_worker(args.memory_cells, args.memory_spec)))
         return 0
 
     started = time.perf_counter()
@@ -230,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\ncores a pure numba loop kept busy (CPU / wall) before and after the timings: " + "; ".join(
         f"{n} thread(s) " + " / ".join(f"{r['cpu'] / r['wall']:.2f}" for r in rows
                                        if r["code"] == "control" and r["threads"] == n) for n in args.threads))
-    memory = None
+    memory = {}
     if args.memory_cells:
-        memory = in_worker(["--worker", "memory", "--memory-cells", str(args.memory_cells)])
-        print(f"\nmemory, {memory['atoms']:,} atoms, {memory['features']} features: peak RSS "
-              f"{memory['peak_mib']:.0f} MiB over a loaded frame of {memory['baseline_mib']:.0f} MiB "
-              f"(+{memory['increase_mib']:.0f} MiB), {memory['seconds']:.1f} s")
+        for which in ("nine", "set"):
+            memory[which] = m = in_worker(["--worker", "memory", "--memory-cells", str(args.memory_cells),
+                                           "--memory-spec", which])
+            print(f"\nmemory, {m['atoms']:,} atoms, {m['features']} features ({which}): peak RSS "
+                  f"{m['peak_mib']:.0f} MiB over a loaded frame of {m['baseline_mib']:.0f} MiB "
+                  f"(+{m['increase_mib']:.0f} MiB), {m['seconds']:.1f} s")
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"timings": rows, "memory": memory}, indent=1))

@@ -7,7 +7,7 @@ with 1 and 2 local workers, against the modifier in a plain OVITO script loop.
 The trajectory (``4 * cells**3`` atoms, a = 3.52 Å, Gaussian displacements of 0.1 Å rms per
 axis, new ones each frame, seed 0) is written once to ``out/bench-label/`` (git-ignored)
 and reused.  The model is ``--model``, else the shipped ``models/default.onnx``, else the
-tests' four-class random forest (``tests/conftest.py``), trained here in a few seconds.
+tiny four-class random forest of ``ovito_atomclass.samples``, trained here in a few seconds.
 
 Rates are wall-clock frames per second over the whole command (reading the frame index of
 the file, starting workers, writing every frame, the CSV and the plot).  The plain loop is
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests/conftest.py builds the fallback model
 
 A_NI = 3.52
 NOISE = 0.1
@@ -60,21 +59,9 @@ def model_path(requested: str | None, folder: Path) -> Path:
         return Path(requested)
     if default_model_path().is_file():
         return default_model_path()
-    return tiny_model(folder / "tiny.onnx")
+    from ovito_atomclass.samples import train_tiny_model
 
-
-def tiny_model(path: Path) -> Path:
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from ovito_atomclass import FeatureSpec
-    from ovito_atomclass.model import save_model
-    from tests.conftest import TINY_CLASSES, TINY_COLORS, _training_set
-
-    X, y = _training_set(FeatureSpec())
-    estimator = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0))
-    return save_model(estimator.fit(X, y), FeatureSpec(), TINY_CLASSES, TINY_COLORS, path)
+    return train_tiny_model(folder / "tiny.onnx")
 
 
 def time_label(trajectory: Path, model: Path, workers: int, out: Path) -> float:

@@ -5,6 +5,7 @@ a = 3.52 Å, 10x10x10 cubic cells, Al on the cube corners within 10 Å of the ce
 classifies every atom with ``AtomClassifierModifier``, prints the fraction of each class
 next to the reference study's, selects the ``gamma`` atoms, writes the labelled structure
 (extended XYZ) and renders two pictures: the gamma_prime sphere and the gamma shell around it.
+Where OVITO cannot render (no Vulkan), it draws a slice through the centre with matplotlib instead.
 With the general model (``--model models/default.onnx``) the classes are ``fcc`` and ``L1_2``:
 it selects and renders the L1_2 sphere inside the fcc matrix.
 
@@ -14,6 +15,7 @@ it selects and renders the L1_2 sphere inside the fcc matrix.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
@@ -29,23 +31,19 @@ from ovito.modifiers import (
 )
 from ovito.pipeline import Pipeline, StaticSource
 
+from ovito_atomclass.crystals import PRECIPITATE_REFERENCE as REFERENCE
 from ovito_atomclass.crystals import precipitate
+from ovito_atomclass.files import write_atomically
 from ovito_atomclass.labelling import export_frame
-from ovito_atomclass.model import models_dir
-from ovito_atomclass.modifier import ATTRIBUTE_PREFIX, AtomClassifierModifier, resolve_model
+from ovito_atomclass.model import counts_from_attributes, load_model, models_dir
+from ovito_atomclass.modifier import AtomClassifierModifier
 
-REFERENCE = {"fccNi": 84.03, "gamma_prime": 9.83, "gamma": 6.15}  # % of atoms, the reference study
 GENERAL = ("fcc", "L1_2", None)  # the general model's matrix and precipitate classes; it has no shell class
 GREY = (0.35, 0.35, 0.35)
 VIEW = np.array([-1.0, -0.8, -0.6]) / np.linalg.norm([-1.0, -0.8, -0.6])  # camera direction
 ENABLE_RENDERING = ("OVITO renders through Vulkan, also without a GPU. To get the pictures on Debian/Ubuntu run\n"
                     "    sudo apt-get install libvulkan1 mesa-vulkan-drivers\n"
                     "and run this script again; everything else above is complete.")
-
-
-def class_counts(attributes: dict) -> dict[str, int]:
-    """Atoms per class from the modifier's ``AtomClassifier.counts.*`` attributes."""
-    return {k[len(ATTRIBUTE_PREFIX):]: v for k, v in attributes.items() if k.startswith(ATTRIBUTE_PREFIX)}
 
 
 def report(counts: dict[str, int]) -> str:
@@ -129,6 +127,35 @@ def render_pictures(labelled: Pipeline, out: Path, centre: np.ndarray, counts: d
     return list(pictures)
 
 
+def slice_picture(data, path: Path, centre: np.ndarray, half_width: float = 0.88) -> Path:
+    """Draw the atoms of ``data`` (a labelled OVITO DataCollection) within ``half_width`` (Å)
+    of the (001) plane through ``centre`` (Å), coloured by structure type, Al atoms edged in
+    black, to the PNG ``path`` (written atomically); the picture that needs no renderer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    positions = np.asarray(data.particles.positions)
+    structure = data.particles["Structure Type"]
+    species = data.particles.particle_types
+    al = np.asarray(species) == species.type_by_name("Al").id
+    keep = np.abs(positions[:, 2] - centre[2]) < half_width
+    fig = Figure(figsize=(6.0, 6.6), layout="constrained")
+    ax = fig.add_subplot()
+    for t in structure.types:
+        mine = keep & (np.asarray(structure) == t.id)
+        if mine.any():
+            ax.scatter(*positions[mine, :2].T, s=60, color=t.color, label=f"{t.name}: {mine.sum()} atoms",
+                       edgecolors=np.where(al[mine], "black", "none").tolist(), linewidths=1.2)
+    ax.set(xlabel="x (Å)", ylabel="y (Å)", aspect="equal",
+           title=f"(001) slice through the centre, z = {centre[2]:.2f} Å\nAl atoms edged in black")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3, fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return write_atomically(path, buffer.getvalue())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(models_dir() / "seed.onnx"), help="ONNX model (default: %(default)s)")
@@ -139,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     try:
-        model = resolve_model(args.model)
+        model = load_model(args.model)
     except (FileNotFoundError, ValueError) as exc:
         print(f"precipitate: {exc}\n(train a model with `atomclass train`, or pass --model FILE)", file=sys.stderr)
         return 1
@@ -147,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline(source=StaticSource(data=ase_to_ovito(atoms)))
     pipeline.modifiers.append(AtomClassifierModifier(model_file=str(model.path)))
     data = pipeline.compute()
-    counts = class_counts(data.attributes)
+    counts = counts_from_attributes(data.attributes)
     print(f"{len(atoms)} atoms, model {model.path.name}\n{report(counts)}")
 
     _, sphere_class, shell_class = roles(model.classes)
@@ -161,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.no_render:
         return 0
+    centre = atoms.cell.array.sum(axis=0) / 2
     try:
-        pictures = render_pictures(pipeline, out, atoms.cell.array.sum(axis=0) / 2, counts,
+        pictures = render_pictures(pipeline, out, centre, counts,
                                    dict(zip(model.classes, model.colors, strict=True)))
     except RuntimeError as exc:
         if "Vulkan" not in str(exc):
             raise
         print(f"precipitate: cannot render here: {str(exc).splitlines()[0]}\n{ENABLE_RENDERING}", file=sys.stderr)
+        print(f"picture without rendering: {slice_picture(selected, out / 'precipitate_slice.png', centre)}")
         return 0
     print("pictures: " + ", ".join(map(str, pictures)))
     return 0

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     spec = FeatureSpec(cutoff=4.0, degrees=(4, 6, 8), channels=("all", "like", "unlike"))
     data = build_dataset(list(REFERENCE_CLASSES.values()), spec, Augmentation(draws=args.draws), seed=args.seed)
-    counts = data.counts()
+    counts = data.class_sizes()
     rarest = min(counts, key=counts.get)
     if max(args.sizes) > counts[rarest]:
         needed = math.ceil(args.draws * max(args.sizes) / counts[rarest])

@@ -1,16 +1,28 @@
-"""Machine-learned per-atom structure identification for OVITO, ASE and scikit-learn."""
+"""Machine-learned per-atom structure identification for OVITO, ASE and scikit-learn.
 
-from .features import compute_features
-from .model import load_model
-from .spec import FeatureSet, FeatureSpec
+The run-time surface: :func:`compute_features` with its :class:`FeatureSpec` or
+:class:`FeatureSet`, :func:`load_model` and the OVITO modifier :class:`AtomClassifierModifier`.
+Training (``atomclass train``, :mod:`ovito_atomclass.training`) needs the ``[train]`` extra.
+"""
 
-__all__ = ["AtomClassifierModifier", "FeatureSet", "FeatureSpec", "compute_features", "load_model"]
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# each public name and its module, imported on first use: ``atomclass --version`` and
+# ``--help`` need neither numba nor OVITO
+_HOMES = {"AtomClassifierModifier": "modifier", "FeatureSet": "spec", "FeatureSpec": "spec",
+          "compute_features": "features", "load_model": "model"}
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str):
-    # the modifier pulls in OVITO's pipeline classes: import it only when asked for
-    if name == "AtomClassifierModifier":
-        from .modifier import AtomClassifierModifier
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
 
-        return AtomClassifierModifier
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

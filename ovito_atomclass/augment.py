@@ -61,10 +61,12 @@ class Augmentation:
         return np.repeat(self.rattle, self.draws)
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (the ``[augmentation]`` table of a configuration)."""
         return {"rattle": list(self.rattle), "draws": self.draws, "strain": self.strain, "relative": self.relative}
 
     @classmethod
     def from_dict(cls, data: dict) -> Augmentation:
+        """An Augmentation from a configuration's ``[augmentation]`` table; ValueError names unknown keys."""
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"augmentation does not know the key(s) {unknown}; use rattle, draws, strain, relative")

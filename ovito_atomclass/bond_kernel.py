@@ -15,15 +15,16 @@ import numba
 import numpy as np
 
 from ._ylm_4_6_8 import add_bond
-from .neighbors import neighborhood
+from .neighbors import neighborhood, search_scratch
 
 
-@numba.njit(cache=True, fastmath=True)
-def q_l(z, start, l):
-    """q_l from the normalised m >= 0 components z[0 (re) / 1 (im), start : start + l + 1]."""
-    total = z[0, start] ** 2 + z[1, start] ** 2
+@numba.njit(cache=True, fastmath=True, inline="always")
+def q_l(z, row, half, start, l):
+    """q_l from the normalised m >= 0 components z[row, start : start + l + 1] (real parts) and
+    z[row, half + start : half + start + l + 1] (imaginary parts)."""
+    total = z[row, start] ** 2 + z[row, half + start] ** 2
     for m in range(1, l + 1):
-        total += 2.0 * (z[0, start + m] ** 2 + z[1, start + m] ** 2)
+        total += 2.0 * (z[row, start + m] ** 2 + z[row, half + start + m] ** 2)
     return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
 
 
@@ -43,6 +44,16 @@ def q_l_of_sums(acc, lo, hi, start, l):
 
 
 @numba.njit(cache=True, inline="always")
+def _copy3(dst, src):
+    """``dst[...] = src`` for 3D arrays of one shape, written as loops: a slice assignment
+    makes numba compile its shape-error formatting, seconds of the first run after installing."""
+    for a in range(src.shape[0]):
+        for b in range(src.shape[1]):
+            for c in range(src.shape[2]):
+                dst[a, b, c] = src[a, b, c]
+
+
+@numba.njit(cache=True, inline="always")
 def channel_range(channel):
     """The like/unlike accumulators (lo, hi) that make up channel 0 (all), 1 (like) or 2 (unlike)."""
     return (0, 2) if channel == 0 else (channel - 1, channel)
@@ -52,32 +63,31 @@ ATOMS_PER_TASK = 256
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_out, radial_out, neighbors_out,
-                      short):
+def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, bond_counts, sums_out, neighbors_out, short):
     """For the centres at ``cpos`` (n, 3) of species ``ccode`` (n,) and every definition d of
-    ``defs``: q_l into ``q_out`` (n, columns of ``plan``), like/unlike bond counts into
-    ``counts`` (n, D, 2), the like/unlike Y_lm sums into ``sums_out`` (n, slots, 2, 2, n_lm)
-    for definitions with a slot (if ``sums_out`` has rows), the radial columns into
-    ``radial_out`` (n, columns), the neighbours of the averaged definitions, nearest first,
-    into ``neighbors_out`` (n, W) as far as they fit, and True into ``short`` (n,) where the
-    search radius was too small.  ``plan`` = (lm offsets, channel starts, channel codes,
-    degree starts, degrees, q columns, q̄ columns, sums slots, radial columns) per definition
-    (see ``steinhardt.KernelPlan``)."""
+    ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
+    like/unlike bond counts into ``bond_counts`` (n, D, 2), the like/unlike Y_lm sums into
+    ``sums_out`` (n, slots, 2, 2, n_lm) for definitions with a slot (if ``sums_out`` has rows),
+    the neighbours of the averaged definitions, nearest first, into ``neighbors_out`` (n, W)
+    as far as they fit, and True into ``short`` (n,) where the search radius was too small.
+    ``plan`` = (lm offsets, channel starts, channel codes, degree starts, degrees, q columns,
+    q̄ columns, sums slots, radial columns) per definition (see ``steinhardt.KernelPlan``)."""
     offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, slot, r_col = plan
     n_defs = len(defs[0])
     n_lm = sums_out.shape[4]
     n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
     for task in numba.prange(n_tasks):
         # scratch reused by the atoms of one task: allocation per atom would dominate
-        idx = np.empty(64, dtype=np.int64)
-        vec = np.empty((64, 3))
-        r2 = np.empty(64)
+        found, found_vec, r2, order, idx, vec = search_scratch(256)
         prefix = np.empty(n_defs, dtype=np.int64)
         length = np.empty(n_defs)
         run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
         acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
         for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
-            idx, vec, r2, c, complete = neighborhood(cpos[t], grid, defs, idx, vec, r2, prefix, length)
+            c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+            if c < 0:  # more candidates than room
+                found, found_vec, r2, order, idx, vec = search_scratch(-c)
+                c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
             short[t] = not complete
             last = 0
             averaged = 0
@@ -85,6 +95,8 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
                 last = max(last, prefix[d])
                 if qbar_col[d] >= 0:
                     averaged = max(averaged, prefix[d])
+                bond_counts[t, d, 0] = 0
+                bond_counts[t, d, 1] = 0
                 if prefix[d] == 0:
                     acc[d] = 0.0
             for j in range(min(averaged, neighbors_out.shape[1])):
@@ -97,24 +109,22 @@ def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, q_out, counts, sums_
                 add_bond(vec[j, 0], vec[j, 1], vec[j, 2], run, ch)
                 for d in range(n_defs):
                     if prefix[d] == j + 1:
-                        acc[d] = run
-                        counts[t, d, 0] = n_like
-                        counts[t, d, 1] = j + 1 - n_like
+                        _copy3(acc[d], run)
+                        bond_counts[t, d, 0] = n_like
+                        bond_counts[t, d, 1] = j + 1 - n_like
             for d in range(n_defs):
                 if slot[d] >= 0 and sums_out.shape[0]:
-                    sums_out[t, slot[d]] = acc[d]
+                    _copy3(sums_out[t, slot[d]], acc[d])
                 n_deg = deg_start[d + 1] - deg_start[d]
                 for i in range(ch_start[d], ch_start[d + 1]):
                     lo, hi = channel_range(ch_codes[i])
                     n_c = 0
                     for ch in range(lo, hi):
-                        n_c += counts[t, d, ch]
-                    if n_c == 0:  # no neighbour in this channel: q_l = 0
-                        continue
+                        n_c += bond_counts[t, d, ch]
                     column = q_col[d] + (i - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]
-                        q_out[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c
+                        # no neighbour in this channel: q_l = 0
+                        features[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c if n_c else 0.0
                 for k in range(defs[3][d]):
-                    if k < c and length[d] > 0.0:
-                        radial_out[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d]
+                    features[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d] if k < c and length[d] > 0.0 else 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -9,12 +10,46 @@ import numpy as np
 from .neighbors import Definitions, spatial_order
 from .spec import FeatureSet, FeatureSpec
 from .steinhardt import KernelPlan, averaged_q, bond_orders, channel_total, invariants_w
-from .systems import Frame, as_frame
+from .systems import Snapshot, as_snapshot, check_geometry
 
 BLOCK_SIZE = 65536
+# the engine's large work arrays are kept for the next frame, up to this many bytes each: fresh
+# memory costs page faults (0.1-0.4 s of system time for 256,000 atoms), reused memory none
+KEEP_BYTES = 1 << 30
+_kept: dict[str, np.ndarray] = {}
+_kept_lock = threading.Lock()
 
 
-def feature_blocks(frame: Frame, spec: FeatureSpec | FeatureSet,
+def _work_array(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised array for ``role``, in the memory that the last frame's array of that
+    role had if it is large enough (a frame computed in parallel gets fresh memory)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with _kept_lock:
+        buffer = _kept.pop(role, None)
+    if buffer is None or buffer.nbytes < size:
+        buffer = np.empty(size, dtype=np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
+
+
+def _keep(role: str, array: np.ndarray) -> None:
+    """Keep the memory of ``array`` (from :func:`_work_array`) for the next frame's ``role``."""
+    buffer = array
+    while buffer.base is not None:
+        buffer = buffer.base
+    if buffer.nbytes <= KEEP_BYTES:
+        with _kept_lock:
+            _kept[role] = buffer.reshape(-1).view(np.uint8)
+
+
+def check_species(snapshot: Snapshot, spec: FeatureSpec | FeatureSet) -> None:
+    """Raise ValueError if ``spec`` has like/unlike channels but ``snapshot`` no species."""
+    if spec.needs_species and snapshot.species is None:
+        channels = sorted({c for s in spec.specs for c in s.channels} - {"all"})
+        raise ValueError(f"the features of the channel(s) {channels} need the chemical species of every atom, "
+                         "but the frame has none (no 'Particle Type' in OVITO, no chemical symbols in ASE)")
+
+
+def feature_blocks(snapshot: Snapshot, spec: FeatureSpec | FeatureSet,
                    block_size: int = BLOCK_SIZE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(atoms, features)`` for blocks of at most ``block_size`` atoms: their indices
     (n,) and features (n, len(spec.feature_names)); every atom comes once.  One neighbour
@@ -23,29 +58,30 @@ def feature_blocks(frame: Frame, spec: FeatureSpec | FeatureSet,
     (4 * 4 * sum(l + 1) bytes per atom and definition with q̄_l or w_l, 4 bytes per neighbour),
     and the blocks come in Morton order."""
     specs = spec.specs
-    if spec.needs_species and frame.species is None:
-        channels = sorted({c for s in specs for c in s.channels} - {"all"})
-        raise ValueError(f"the features of the channel(s) {channels} need the chemical species of every atom, "
-                         "but the frame has no particle types / chemical symbols")
-    n = len(frame.positions)
+    check_species(snapshot, spec)
+    check_geometry(snapshot, max((s.cutoff for s in specs if s.cutoff is not None), default=None))
+    n = len(snapshot.positions)
     if n == 0:
         return
-    codes = frame.species_codes()
-    positions, order = frame.positions, np.arange(n)
+    codes = snapshot.species_codes()
+    positions, order = snapshot.positions, np.arange(n)
     averaged = any(s.averaged for s in specs)
     if averaged:  # the averages read every neighbour's Y_lm sums: in Morton order they sit in nearby memory
         order = spatial_order(positions)
         positions, codes = positions[order], codes[order]
-    bonds = _BondPass(specs, positions, frame.cell, frame.pbc, codes, block_size, keep=averaged)
+    bonds = _BondPass(specs, positions, snapshot.cell, snapshot.pbc, codes, block_size, keep=averaged)
     blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
-    if not averaged:
-        for block in blocks:
-            yield order[block], _assemble(specs, bonds.plan, *bonds.run(block))
-        return
-    firsts = [bonds.run(block) for block in blocks]
-    for block, first in zip(blocks, firsts, strict=True):
-        qbar = averaged_q(bonds.plan, block, codes, bonds.counts, bonds.store, bonds.neighbors)
-        yield order[block], _assemble(specs, bonds.plan, *first, qbar)
+    try:
+        if not averaged:
+            for block in blocks:
+                yield order[block], bonds.run(block)
+            return
+        firsts = [bonds.run(block) for block in blocks]
+        for block, features in zip(blocks, firsts, strict=True):
+            averaged_q(bonds.plan, block, codes, bonds.bond_counts, bonds.store, bonds.neighbors, features)
+            yield order[block], features
+    finally:
+        bonds.release()
 
 
 class _BondPass:
@@ -53,7 +89,7 @@ class _BondPass:
 
     With ``keep``, every atom's bond counts (N, D, 2), like/unlike Y_lm sums in single
     precision (N, slots, 2, 2, n_lm) and the neighbours of the averaged definitions (N, W)
-    are kept for the neighbour averages: ``counts``, ``store``, ``neighbors``.  The grid
+    are kept for the neighbour averages: ``bond_counts``, ``store``, ``neighbors``.  The grid
     grows where a search was incomplete, W where neighbours did not fit, and the block is
     done again; a complete search does not depend on the radius, so earlier blocks stay valid."""
 
@@ -62,62 +98,54 @@ class _BondPass:
         self.specs, self.codes = specs, codes
         self.defs, self.plan = Definitions.of(specs), KernelPlan.of(specs)
         self.grid = self.defs.grid(positions, cell, pbc)
-        n = len(codes)
-        # one block's like/unlike Y_lm sums in double precision, for w_l and the frame's store
-        sums_shape = (self.plan.widths["slots"], 2, 2, self.plan.n_lm)
-        self.scratch = np.empty((min(block_size, n), *sums_shape)) if self.plan.widths["slots"] else None
-        self.averaged = self.plan.qbar_col >= 0
-        self.store = self.counts = self.neighbors = None
-        if keep:
-            self.store = np.empty((n, *sums_shape), dtype=np.float32)
-            self.counts = np.empty((n, len(specs), 2), dtype=np.int64)
-            self.neighbors = np.empty((n, self.defs.typical_neighbors(self.averaged, self.grid)), dtype=np.int32)
+        n, plan = len(codes), self.plan
+        rows = n if keep else min(block_size, n)  # the frame's, or one block's at a time
+        self.store = _work_array("store", (rows if plan.slots else 0, plan.slots, 2, 2, plan.n_lm), np.float32)
+        self.bond_counts = _work_array("bond_counts", (rows, len(specs), 2), np.int32)
+        self.averaged = np.flatnonzero(plan.qbar_col >= 0)
+        width = self.defs.typical_neighbors(plan.qbar_col >= 0, self.grid)
+        self.neighbors = _work_array("neighbors", (n, width) if keep else (0, 0), np.int32)
+        self.keep = keep
 
-    def run(self, block: slice) -> tuple:
-        """q_l, bond counts, radial columns and w_l ({definition: list over channels}) of ``block``."""
-        sums = None if self.scratch is None else self.scratch[: block.stop - block.start]
+    def release(self) -> None:
+        """Keep the work arrays' memory for the next frame."""
+        for role in ("store", "bond_counts", "neighbors"):
+            _keep(role, getattr(self, role))
+
+    def run(self, block: slice) -> np.ndarray:
+        """The features (n, plan.width) of ``block`` but q̄_l."""
+        rows = block if self.keep else slice(0, block.stop - block.start)
+        features = np.empty((block.stop - block.start, self.plan.width))
         while True:
-            neighbors = None if self.neighbors is None else self.neighbors[block]
-            q, counts, radial, short = bond_orders(self.grid, self.defs, self.plan, block, self.codes, sums, neighbors)
+            short = bond_orders(self.grid, self.defs, self.plan, block, self.codes, features, self.bond_counts[rows],
+                                self.store[rows], self.neighbors[block] if self.keep else self.neighbors)
             if short.any() and not self.grid.exhaustive:
                 self.grid = self.grid.grown()
                 continue
-            if self.neighbors is None:
-                break
-            width = int(counts[:, self.averaged].sum(axis=2).max(initial=0))
-            if width <= self.neighbors.shape[1]:
-                self.store[block], self.counts[block] = sums, counts
+            width = int(self.bond_counts[rows].sum(axis=2)[:, self.averaged].max(initial=0))
+            if width <= self.neighbors.shape[1] or not self.keep:
                 break
             wider = np.empty((len(self.neighbors), width + width // 4 + 2), dtype=np.int32)
             wider[:, : self.neighbors.shape[1]] = self.neighbors
             self.neighbors = wider
-        w = {d: [invariants_w(channel_total(sums[:, self.plan.slot[d]], c), s.degrees, self.plan.degrees)
-                 for c in s.channels] for d, s in enumerate(self.specs) if s.wigner}
-        return q, counts, radial, w
-
-
-def _assemble(specs, plan: KernelPlan, q, counts, radial, w, qbar=None) -> np.ndarray:
-    """Feature columns in the order of ``feature_names``: definition by definition, q_l, q̄_l,
-    w_l, counts, radial."""
-    columns = []
-    for d, s in enumerate(specs):
-        width = len(s.channels) * len(s.degrees)
-        columns.append(q[:, plan.q_col[d] : plan.q_col[d] + width])
-        if s.averaged:
-            columns.append(qbar[:, plan.qbar_col[d] : plan.qbar_col[d] + width])
-        columns += w.get(d, [])
-        if s.counts:
-            columns += [channel_total(counts[:, d], c)[:, None] for c in s.channels]
-        columns.append(radial[:, plan.r_col[d] : plan.r_col[d] + s.radial])
-    return np.hstack(columns).astype(np.float64)
+        bond_counts, sums, plan = self.bond_counts[rows], self.store[rows], self.plan
+        for d, s in enumerate(self.specs):
+            for i, c in enumerate(s.channels):
+                if s.wigner:
+                    ylm = channel_total(sums[:, plan.slot[d]], c).astype(np.float64)
+                    columns = slice(plan.w_col[d] + i * len(s.degrees), plan.w_col[d] + (i + 1) * len(s.degrees))
+                    features[:, columns] = invariants_w(ylm, s.degrees, plan.degrees)
+                if s.counts:
+                    features[:, plan.n_col[d] + i] = channel_total(bond_counts[:, d], c)
+        return features
 
 
 def compute_features(system, spec: FeatureSpec | FeatureSet, block_size: int = BLOCK_SIZE) -> np.ndarray:
     """Per-atom features (N, len(spec.feature_names)) of ``system``: an ASE ``Atoms``, an
     OVITO ``DataCollection`` or a tuple ``(positions [Å], cell [Å], pbc, species)``;
     ``spec`` one neighbour definition or a :class:`FeatureSet` of several."""
-    frame = as_frame(system)
-    out = np.zeros((len(frame.positions), len(spec.feature_names)))
-    for atoms, values in feature_blocks(frame, spec, block_size):
+    snapshot = as_snapshot(system)
+    out = np.zeros((len(snapshot.positions), len(spec.feature_names)))
+    for atoms, values in feature_blocks(snapshot, spec, block_size):
         out[atoms] = values
     return out

@@ -1,8 +1,10 @@
-"""Small file helpers shared by the package: atomic writes and the user cache folder."""
+"""Small file helpers shared by the package: atomic writes, writable output folders and the
+user's private cache folder."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -27,17 +29,71 @@ def write_atomically(path: str | os.PathLike, payload: bytes) -> Path:
     return path
 
 
+def writable_folder(folder: str | os.PathLike, what: str) -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it; raise OSError
+    naming ``what`` the folder is for otherwise (before any long work begins)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write the {what} into {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def private_folder(folder: str | os.PathLike) -> Path:
+    """``folder``, created if needed, after checking that only this user can write in it
+    and in what it holds (one level, and its ``__pycache__``): everything owned by the user
+    and not writable by group or others.  Group and other write permission of what the user
+    owns is removed; a folder or file (or symbolic link) of another user raises
+    PermissionError."""
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, folder / "__pycache__"):
+        if not path.is_dir() and path != folder:
+            continue
+        for entry in (path, *path.iterdir()):
+            try:
+                owners = {os.lstat(entry).st_uid, (info := os.stat(entry)).st_uid}
+            except FileNotFoundError:  # a dangling link, or a file just replaced
+                continue
+            if owners != {os.getuid()} or (entry == path and not stat.S_ISDIR(info.st_mode)):
+                raise PermissionError(f"{entry} is not this user's (uid {os.getuid()}): refusing to load code from "
+                                      f"{folder}")
+            if info.st_mode & 0o022:
+                os.chmod(entry, stat.S_IMODE(info.st_mode) & ~0o022)
+    return folder
+
+
 def cache_dir() -> Path:
-    """A writable folder for generated kernels: ``$OVITO_ATOMCLASS_CACHE``, else
-    ``$XDG_CACHE_HOME/ovito-atomclass`` (``~/.cache``), else one in the temp folder."""
-    candidates = [os.environ.get("OVITO_ATOMCLASS_CACHE"),
-                  os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ovito-atomclass"),
+    """A folder for generated kernels that only this user can write: ``$OVITO_ATOMCLASS_CACHE``
+    (which must be one), else ``$XDG_CACHE_HOME/ovito-atomclass`` (``~/.cache``), else
+    ``ovito-atomclass-<uid>`` in the temp folder, else a new private temporary folder for
+    this process (its kernels are then compiled again by the next)."""
+    chosen = os.environ.get("OVITO_ATOMCLASS_CACHE")
+    if chosen:
+        return private_folder(chosen)
+    candidates = [os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ovito-atomclass"),
                   os.path.join(tempfile.gettempdir(), f"ovito-atomclass-{os.getuid()}")]
-    for folder in filter(None, candidates):
+    for folder in candidates:
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                return Path(folder)
+            return writable_folder(private_folder(folder), "generated kernels")
         except OSError:
             continue
-    raise OSError(f"no writable cache folder among {candidates}")
+    return _process_folder()
+
+
+_PROCESS_FOLDER: list[Path] = []
+
+
+def _process_folder() -> Path:
+    """A private temporary folder (mode 0700) for the life of this process."""
+    if not _PROCESS_FOLDER:
+        import atexit
+        import shutil
+
+        folder = Path(tempfile.mkdtemp(prefix="ovito-atomclass-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _PROCESS_FOLDER.append(folder)
+    return _PROCESS_FOLDER[0]

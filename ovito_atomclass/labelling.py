@@ -3,7 +3,9 @@
 Every frame is read and classified by :class:`~ovito_atomclass.modifier.AtomClassifierModifier`
 in an OVITO pipeline, then written to its own output file (temporary file, then rename), so
 that resuming and parallel runs are exact.  The per-frame counts and fractions of the classes
-go to a CSV file and a PNG plot.  Frames are numbered from 0 across all input files, in order.
+go to a CSV file and a PNG plot.  Frames are numbered from 0 across all input files, in order;
+a resumed run checks that every frame already labelled is still the same frame of the same
+file, and that the model and options are those recorded by the run that began the folder.
 
 OVITO binds itself to the thread that first imports it, so nothing here imports ``ovito`` at
 module level: local workers are spawned processes, and on a Dask worker all OVITO work runs
@@ -16,42 +18,53 @@ import argparse
 import csv
 import glob
 import io
+import json
+import multiprocessing
 import os
+import platform
 import re
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from .files import write_atomically
+import numpy as np
+from tqdm import tqdm
+
+from .cli import UsageError, ignore_interrupts
+from .files import writable_folder, write_atomically
+from .frame_index import frame_starts, guess_reader, read_span, text_size
+from .model import DEFAULT_THRESHOLD, check_threshold, counts_from_attributes, load_model
+from .warmup import prepare
 
 # output formats able to carry the Structure Type column, with their file name extensions
 FORMATS = {"lammps/dump": ".dump", "xyz": ".xyz"}
 # the output format for each OVITO reader; frames from other readers are written as xyz
 _FORMAT_OF_READER = {"LAMMPSTextDumpImporter": "lammps/dump", "LAMMPSBinaryDumpImporter": "lammps/dump",
                      "LAMMPSDataImporter": "lammps/dump", "XYZImporter": "xyz"}
+# readers of formats whose columns carry no type: OVITO reads the columns it does not know as floats
+_UNTYPED_COLUMNS = ("LAMMPSTextDumpImporter",)
 _SCAN_ABORTED = re.compile(r'Scanning of the trajectory file "(.*)" aborted prematurely after \d+ frames '
                            r'due to an error: "(.*)"')
 _FRAME_NAME = "frame_*"
 _FLUSH_SECONDS = 10.0
-
-
-class UsageError(Exception):
-    """A problem with the command line (exit code 2)."""
+_LOCK_NAME = ".atomclass-label.lock"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What every frame is labelled with: the modifier's parameters and the output format."""
+    """What every frame is labelled with: the model (file and SHA-256 of its content), the
+    modifier's parameters and the output format."""
 
     model_file: str
-    threshold: float = 0.0
+    model_sha256: str = ""
+    threshold: float = DEFAULT_THRESHOLD
     probabilities: bool = False
     only_selected: bool = False
     format: str = "xyz"
@@ -60,13 +73,18 @@ class Settings:
 @dataclass(frozen=True)
 class Task:
     """Frame ``frame`` (from 0) of ``file``, frame ``index`` of the whole run, to be written
-    to ``output``; ``error`` is set for a frame known to be unreadable (a truncated file)."""
+    to ``output``.  ``error`` is set for a frame known to be unreadable; ``span`` (start,
+    stop), bytes of the file's text, for a frame after a damaged one, which OVITO's index
+    of the file does not reach; ``unreachable`` if the frames after this one could not be
+    found."""
 
     index: int
     file: str
     frame: int
-    output: str
+    output: str = ""
     error: str | None = None
+    span: tuple[int, int] | None = None
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,17 +94,15 @@ class Result:
     task: Task
     timestep: int | None = None
     atoms: int = 0
-    counts: dict[str, int] | None = None
+    class_counts: dict[str, int] | None = None
     error: str | None = None
 
 
 # ---------------------------------------------------------------------------- one frame
 
 
-@lru_cache(maxsize=1)
-def _pipeline(file: str, settings: Settings):
-    """An OVITO pipeline reading ``file`` with the classifier appended (one per process,
-    rebuilt when the file changes)."""
+def _new_pipeline(file: str, settings: Settings):
+    """An OVITO pipeline reading ``file`` with the classifier appended."""
     from ovito.io import import_file
 
     from .modifier import AtomClassifierModifier
@@ -98,40 +114,108 @@ def _pipeline(file: str, settings: Settings):
     return pipeline
 
 
-def export_frame(data, path: Path, fmt: str) -> None:
+# one pipeline per process, rebuilt when the file changes
+_pipeline = lru_cache(maxsize=1)(_new_pipeline)
+
+
+def export_frame(data, path: Path, fmt: str, whole_numbers: bool = False) -> None:
     """Write every particle property of ``data`` (OVITO DataCollection) to ``path`` in
-    format ``fmt``, through a temporary file beside it and a rename."""
+    format ``fmt``, through a temporary file beside it and a rename.  With ``whole_numbers``
+    (columns read from a format that declares no types), user properties whose values are
+    all whole numbers are written as integers.  A LAMMPS dump gets the names of the particle
+    types as an ``element`` column."""
     from ovito.io import export_file
 
     columns = []
     for name, prop in data.particles.items():
         columns += [f"{name}.{c}" for c in prop.component_names] if prop.component_names else [name]
+    if whole_numbers:
+        _whole_numbers_as_integers(data)
     partial = path.with_name(f".{path.name}.partial")
     try:
         export_file(data, str(partial), fmt, columns=columns)
+        elements = _element_names(data) if fmt == "lammps/dump" else None
+        if elements is not None:
+            _append_column(partial, "element", elements)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 
 
+def _whole_numbers_as_integers(data) -> None:
+    """Turn user-defined float particle properties holding only whole numbers into Int64."""
+    particles = data.particles_
+    for name, prop in list(particles.items()):
+        values = np.asarray(prop)
+        if prop.type_id == 0 and values.dtype.kind == "f" and len(values) and \
+                np.all((np.abs(values) < 2.0**53) & (values == np.round(values))):
+            components = list(prop.component_names) or None
+            del particles[name]
+            particles.create_property(name, dtype=np.int64, components=components, data=values.astype(np.int64))
+
+
+def _element_names(data) -> np.ndarray | None:
+    """The name of each particle's type (N,) as bytes, or None unless every type has a name."""
+    if "Particle Type" not in data.particles:
+        return None
+    ptypes = data.particles.particle_types
+    names = {t.id: t.name for t in ptypes.types}
+    ids = np.asarray(ptypes)
+    if not len(ids) or not all(names.get(int(i)) and " " not in names[int(i)] for i in np.unique(ids)):
+        return None
+    lookup = np.empty(max(names) + 1, dtype=object)
+    for i, name in names.items():
+        lookup[i] = name.encode()
+    return lookup[ids]
+
+
+def _append_column(path: Path, name: str, values: np.ndarray) -> None:
+    """Append column ``name`` with ``values`` (bytes, one per atom) to the one-frame LAMMPS
+    dump at ``path``."""
+    lines = path.read_bytes().split(b"\n")
+    header = next(i for i, line in enumerate(lines) if line.startswith(b"ITEM: ATOMS"))
+    lines[header] += b" " + name.encode()
+    body = slice(header + 1, header + 1 + len(values))
+    lines[body] = [line + b" " + value for line, value in zip(lines[body], values, strict=True)]
+    path.write_bytes(b"\n".join(lines))
+
+
 def label_frame(task: Task, settings: Settings) -> Result:
     """Classify one frame and write it; errors come back in the result, in one line that
     names the file and the frame."""
-    from .modifier import ATTRIBUTE_PREFIX
-
     if task.error is not None:
         return Result(task, error=task.error)
+    where = f"{task.file}, frame {task.frame}"
     try:
-        with _scan_warnings([]):  # already reported by scan() as a frame of its own
-            data = _pipeline(task.file, settings).compute(task.frame)
-        export_frame(data, Path(task.output), settings.format)
+        if task.span is None:
+            with _scan_warnings([]):  # already reported by scan() as a frame of its own
+                pipeline = _pipeline(task.file, settings)
+                data = pipeline.compute(task.frame)
+        else:
+            where += " (read on its own: line numbers count from its first line)"
+            pipeline, data = _compute_span(task, settings)
+        reader = type(pipeline.source.importer).__name__
+        export_frame(data, Path(task.output), settings.format, whole_numbers=reader in _UNTYPED_COLUMNS)
     except Exception as exc:  # a reader or the classifier failed on this frame: report it, go on
         message = " ".join(str(exc).split()) or type(exc).__name__
-        return Result(task, error=f"{task.file}, frame {task.frame}: {message}")
-    counts = {key[len(ATTRIBUTE_PREFIX):]: int(value) for key, value in data.attributes.items()
-              if key.startswith(ATTRIBUTE_PREFIX)}
+        return Result(task, error=f"{where}: {message}")
     timestep = data.attributes.get("Timestep")
-    return Result(task, None if timestep is None else int(timestep), data.particles.count, counts)
+    return Result(task, None if timestep is None else int(timestep), data.particles.count,
+                  counts_from_attributes(data.attributes))
+
+
+def _compute_span(task: Task, settings: Settings):
+    """The pipeline and the labelled data of a frame cut out of its file (``task.span``)."""
+    with tempfile.TemporaryDirectory(prefix="atomclass-frame-") as folder:
+        path = Path(folder) / Path(task.file).name.removesuffix(".gz")
+        path.write_bytes(read_span(task.file, *task.span))
+        found: list[re.Match] = []
+        with _scan_warnings(found):
+            pipeline = _new_pipeline(str(path), settings)
+            frames = pipeline.source.num_frames
+        if found or frames != 1:
+            raise ValueError(f"truncated or corrupt: {found[0].group(2) if found else f'{frames} frames found'}")
+        return pipeline, pipeline.compute(0)
 
 
 _OVITO_THREAD: list[ThreadPoolExecutor] = []
@@ -149,12 +233,19 @@ def label_frame_on_dask(task: Task, settings: Settings) -> Result:
 
 def _init_worker(numba_threads: int) -> None:
     """Share the cores between the local worker processes: numba and onnxruntime (which
-    follows numba's count), and OVITO, which reads its count when first imported."""
+    follows numba's count), and OVITO, which reads its count when first imported.  Workers
+    ignore SIGINT and SIGTERM: the parent stops them."""
     import numba
 
     threads = max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
     os.environ["OVITO_THREAD_COUNT"] = str(threads)
+    ignore_interrupts()
+
+
+def available_cores() -> int:
+    """The number of cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------- many frames
@@ -164,25 +255,38 @@ def stream_results(tasks: Iterable[Task], submit: Callable[[Task], object], wait
                    stop: threading.Event) -> Iterator[Result]:
     """Yield the results of ``tasks`` as they complete, with at most ``window`` submitted
     and not yet done; no task is submitted once ``stop`` is set.  ``submit`` returns a
-    future; ``wait`` is ``concurrent.futures.wait`` or ``distributed.wait``."""
+    future; ``wait`` is ``concurrent.futures.wait`` or ``distributed.wait``.
+
+    On KeyboardInterrupt the tasks not yet started are cancelled and those running are
+    waited for and yielded, then the KeyboardInterrupt goes on; a second one stops at once."""
     todo, pending = iter(tasks), set()
+    interrupted = None
     while True:
         while len(pending) < window and not stop.is_set() and (task := next(todo, None)) is not None:
             pending.add(submit(task))
         if not pending:
-            return
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            break
+        try:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        except KeyboardInterrupt as exc:
+            if interrupted is not None:
+                raise
+            interrupted = exc
+            stop.set()
+            for future in pending:
+                future.cancel()
+            continue
         pending = set(pending)
-        for future in sorted(done, key=lambda f: f.result().task.index):
+        for future in sorted((f for f in done if not f.cancelled()), key=lambda f: f.result().task.index):
             yield future.result()
+    if interrupted is not None:
+        raise interrupted
 
 
 @contextmanager
 def _executor(workers: int, scheduler: str | None, settings: Settings):
     """``(submit, wait, window)`` for the run: in this process, spawned local processes, or
     a Dask cluster."""
-    from concurrent.futures import wait
-
     if scheduler:
         try:
             import distributed
@@ -202,33 +306,39 @@ def _executor(workers: int, scheduler: str | None, settings: Settings):
 
         yield run_here, wait, 1
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     # fork would copy this process's OVITO state, which hangs the children: spawn fresh ones
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(max(1, (os.cpu_count() or 1) // workers),)) as pool:
-        yield (lambda task: pool.submit(label_frame, task, settings)), wait, 2 * workers
+                             initargs=(max(1, available_cores() // workers),)) as pool:
+        try:
+            yield (lambda task: pool.submit(label_frame, task, settings)), wait, 2 * workers
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 # ---------------------------------------------------------------------------- inputs and plan
 
 
 def input_files(patterns: list[str]) -> list[Path]:
-    """Existing files named by ``patterns`` (names or wildcards), wildcard matches in
-    natural order (``dump.2`` before ``dump.10``)."""
+    """Existing files named by ``patterns`` (names, or wildcards where no file has that
+    name), wildcard matches in natural order (``dump.2`` before ``dump.10``); a file named
+    twice is refused."""
     files = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
+        if Path(pattern).is_file():  # a name such as dump[1].lammpstrj is a file, not a pattern
+            files.append(pattern)
+        elif glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern), key=_natural_key)
             if not matches:
                 raise UsageError(f"no file matches {pattern!r}")
             files += matches
-        elif not Path(pattern).is_file():
-            raise UsageError(f"input file not found: {pattern}")
         else:
-            files.append(pattern)
-    return [Path(f).resolve() for f in files]
+            raise UsageError(f"input file not found: {pattern}")
+    resolved = [Path(f).resolve() for f in files]
+    twice = next((f for i, f in enumerate(resolved) if f in resolved[:i]), None)
+    if twice:
+        raise UsageError(f"the input {twice} is named twice")
+    return resolved
 
 
 def _natural_key(name: str) -> list:
@@ -257,9 +367,13 @@ def _scan_warnings(found: list[re.Match]):
                     print(line, file=sys.stderr)
 
 
-def scan(file: Path) -> tuple[int, str | None, str]:
-    """``(frames, error, format)`` of one input file: the number of readable frames, the
-    reader's message if the file ends in a truncated frame, and the matching output format."""
+def scan(file: Path) -> tuple[list[Task], str]:
+    """The frames of one input file, as tasks whose run index and output are still unset,
+    and the output format matching its reader.
+
+    OVITO indexes a file up to its first damaged frame.  The frames after it are found by
+    :func:`~ovito_atomclass.frame_index.frame_starts` and cut out one by one; where they
+    cannot be found (other formats), the damaged frame is marked ``unreachable``."""
     from ovito.io import import_file
 
     found: list[re.Match] = []
@@ -267,17 +381,32 @@ def scan(file: Path) -> tuple[int, str | None, str]:
         with _scan_warnings(found):
             source = import_file(str(file)).source
             frames = source.num_frames
-    except RuntimeError as exc:
-        raise ValueError(f"{file}: cannot read it: {' '.join(str(exc).split())}") from None
-    error = f"{file}, frame {frames}: truncated or corrupt: {found[0].group(2)}" if found else None
-    return frames, error, _FORMAT_OF_READER.get(type(source.importer).__name__, "xyz")
+        reader, damage = type(source.importer).__name__, found[0].group(2) if found else None
+    except RuntimeError as exc:  # the first frame is damaged
+        reader, frames, damage = guess_reader(file), 0, " ".join(str(exc).split())
+        if reader is None:
+            raise ValueError(f"{file}: cannot read it: {damage}") from None
+    tasks = [Task(-1, str(file), k) for k in range(frames)]
+    if damage is not None:
+        error = f"{file}, frame {frames}: truncated or corrupt: {damage}"
+        starts = frame_starts(file, reader)
+        if starts is None or len(starts) <= frames:
+            tasks.append(Task(-1, str(file), frames, error=f"{error}; the frames after it, if any, cannot be found",
+                              unreachable=True))
+        else:
+            bounds = [*starts[frames + 1:], text_size(file)]
+            tasks.append(Task(-1, str(file), frames, error=error))
+            tasks += [Task(-1, str(file), k, span=span)
+                      for k, span in enumerate(zip(bounds[:-1], bounds[1:], strict=True), frames + 1)]
+    return tasks, _FORMAT_OF_READER.get(reader, "xyz")
 
 
 def parse_frames(text: str) -> slice:
-    """``START:STOP:STEP`` (any part may be empty, Python slice rules) as a slice."""
+    """``START:STOP:STEP`` (any part may be empty, Python slice rules) or a single frame
+    ``N`` as a slice."""
     parts = text.split(":")
     try:
-        if len(parts) > 3:
+        if len(parts) > 3 or not text.strip():
             raise ValueError
         values = [int(p) if p.strip() else None for p in parts]
     except ValueError:
@@ -299,28 +428,53 @@ def frame_path(pattern: Path, index: int) -> Path:
     return pattern.with_name(pattern.name.replace("*", f"{index:06d}", 1))
 
 
-# ---------------------------------------------------------------------------- counts table
+@dataclass(frozen=True)
+class Plan:
+    """What a run labels: ``tasks`` (the selected frames), ``frames`` (the (file, frame in
+    file) of every frame of the inputs, by run index), the output ``format``, the output
+    path ``pattern`` and the path of the per-frame ``table`` (the counts CSV)."""
+
+    tasks: list[Task]
+    frames: list[tuple[str, int]]
+    format: str
+    pattern: Path
+    table: Path
 
 
-def class_names(model) -> tuple[list[str], list[tuple]]:
-    """Names and colours of the ``Structure Type`` ids 0, 1, ... the modifier assigns."""
-    from .model import OTHER
-    from .modifier import OTHER_COLOR, type_ids
+def plan(args: argparse.Namespace, files: list[Path]) -> Plan:
+    """The frames of ``files`` and those ``args`` select; refuse to write over an input or
+    a selection without frames."""
+    selection, named = _frame_slice(args)
+    if "*" not in Path(args.output).name and Path(args.output).is_file():
+        raise UsageError(f"the output {args.output} is a file: give a folder, or a file pattern with * for the "
+                         "frame number")
+    scans = [scan(f) for f in files]
+    fmt = args.format or scans[0][1]
+    pattern = output_pattern(args.output, FORMATS[fmt])
+    found = [task for tasks, _ in scans for task in tasks]
+    tasks = [replace(t, index=i, output=str(frame_path(pattern, i))) for i, t in list(enumerate(found))[selection]]
+    if not tasks:
+        raise UsageError(f"{named} selects none of the {len(found)} frames (0 to {len(found) - 1}) of the input"
+                         f"{'s' * (len(files) > 1)}" if found else "the input holds no frame")
+    table = Path(args.counts).expanduser().resolve() if args.counts else pattern.parent / "counts.csv"
+    clash = {str(f) for f in files} & ({t.output for t in tasks} | {str(p) for p in _side_files(table)})
+    if clash:
+        raise UsageError(f"refusing to overwrite the input {sorted(clash)[0]}: choose another output")
+    return Plan(tasks, [(t.file, t.frame) for t in found], fmt, pattern, table)
 
-    names, colors = {0: OTHER}, {0: OTHER_COLOR}
-    for i, name, color in zip(type_ids(model.classes), model.classes, model.colors, strict=True):
-        names[int(i)], colors[int(i)] = name, tuple(color)
-    return [names[i] for i in sorted(names)], [colors[i] for i in sorted(colors)]
+
+# ---------------------------------------------------------------------------- the per-frame table (counts.csv)
 
 
-def counts_columns(names: list[str]) -> list[str]:
+def table_columns(names: list[str]) -> list[str]:
+    """The columns of the per-frame table (counts CSV) for the structure types ``names``."""
     return (["frame", "file", "frame_in_file", "timestep", "atoms"] + [f"count_{n}" for n in names]
             + [f"fraction_{n}" for n in names])
 
 
-def counts_row(result: Result, names: list[str]) -> dict[str, str]:
+def table_row(result: Result, names: list[str]) -> dict[str, str]:
     """The CSV row of a labelled frame; fractions are of the classified atoms."""
-    counts = [result.counts.get(name, 0) for name in names]
+    counts = [result.class_counts.get(name, 0) for name in names]
     total = sum(counts)
     row = {"frame": result.task.index, "file": result.task.file, "frame_in_file": result.task.frame,
            "timestep": "" if result.timestep is None else result.timestep, "atoms": result.atoms}
@@ -329,14 +483,51 @@ def counts_row(result: Result, names: list[str]) -> dict[str, str]:
     return {k: str(v) for k, v in row.items()}
 
 
-def read_counts(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
-    """Rows of an existing counts CSV by frame; refuse one written for other classes."""
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames != counts_columns(names):
-            raise UsageError(f"{path} has the columns {reader.fieldnames}, not those of this model's classes "
-                             f"{names}: label into another output folder")
-        return {int(row["frame"]): row for row in reader}
+def read_table(path: Path, names: list[str]) -> dict[int, dict[str, str]]:
+    """Rows of an existing counts CSV by frame.  A last row cut short (the file does not end
+    with a line break: a full disk, a killed copy) is dropped with a warning, so that its
+    frame is labelled again; any other malformed row, or a CSV written for other classes,
+    is refused with the file and line."""
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        print(f"atomclass label: warning: {path}, line {len(lines)}: the last row is cut short: dropped, its frame "
+              "is labelled again", file=sys.stderr)
+        lines.pop()
+    if not lines:
+        return {}
+    reader = csv.DictReader(lines)
+    columns = table_columns(names)
+    if reader.fieldnames != columns:
+        raise UsageError(f"{path} has the columns {reader.fieldnames}, not those of this model's classes "
+                         f"{names}: label into another output folder")
+    rows: dict[int, dict[str, str]] = {}
+    for row in reader:
+        line = reader.line_num
+        try:
+            if None in row or None in row.values():
+                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None, ()))
+                raise ValueError(f"{fields} fields, not {len(columns)}")
+            frame, _ = (_whole(row[key], key) for key in ("frame", "frame_in_file"))
+            for key in ["atoms", *(f"count_{n}" for n in names)]:
+                _whole(row[key], key)
+            if row["timestep"]:
+                int(row["timestep"])
+            for n in names:
+                float(row[f"fraction_{n}"])
+            if frame in rows:
+                raise ValueError(f"frame {frame} has a row already")
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {line}: {exc}: correct or delete the row (its frame is then labelled "
+                             "again), or relabel everything with --overwrite") from None
+        rows[frame] = row
+    return rows
+
+
+def _whole(text: str, key: str) -> int:
+    """``text`` as a whole number >= 0; ValueError naming column ``key`` otherwise."""
+    if not text.isdigit():
+        raise ValueError(f"{key} is {text!r}, not a whole number")
+    return int(text)
 
 
 def write_csv(path: Path, columns: list[str], rows: Iterable[dict]) -> None:
@@ -378,10 +569,96 @@ def write_errors(path: Path, failures: list[Result]) -> None:
                for r in failures])
 
 
+# ---------------------------------------------------------------------------- the output folder
+
+
+@contextmanager
+def _locked(folders: set[Path], record_path: Path):
+    """Hold an exclusive lock on each of ``folders`` (created if needed) for the block, so
+    that a second run into the same folder fails at once instead of mixing its rows in.
+    The lock files stay empty: the process holding them is named in ``record_path``."""
+    import fcntl
+
+    with ExitStack() as stack:
+        for folder in sorted(folders):
+            writable_folder(folder, "labelled frames")
+            lock = stack.enter_context(open(folder / _LOCK_NAME, "ab"))
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    owner = f" (process {json.loads(record_path.read_text())['process']})"
+                except (OSError, ValueError, KeyError):
+                    owner = ""
+                raise RuntimeError(f"another atomclass label run{owner} is writing into {folder}: wait for it to "
+                                   "end, or label into another folder") from None
+        yield
+
+
+# fields of the record that a resumed run does not compare
+_INFORMATIONAL = ("model_file", "process")
+
+
+def _record(settings: Settings, plan: Plan) -> dict:
+    """What the run that begins an output folder records there (the ``.run.json`` file),
+    for a resumed run to compare: everything but the model's path and the process must be
+    equal (the folder may have been moved, so frame files count by name)."""
+    return {**asdict(settings), "frame_files": plan.pattern.name, "process": f"{os.getpid()} on {platform.node()}"}
+
+
+def _check_record(path: Path, record: dict, table_exists: bool) -> None:
+    """Refuse to resume a run recorded in ``path`` with other settings than ``record``."""
+    if not path.exists():
+        if table_exists:
+            raise UsageError(f"{path} is missing: the model and options the frames were labelled with are unknown; "
+                             "relabel with --overwrite, or label into another folder")
+        return
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is unreadable ({exc}): relabel with --overwrite, or label into another "
+                         "folder") from None
+    changed = [f"{key} {before.get(key)!r}, now {value!r}" for key, value in record.items()
+               if key not in _INFORMATIONAL and before.get(key) != value]
+    if changed:
+        raise UsageError(f"cannot resume: the run recorded in {path} used other settings ({'; '.join(changed)}): "
+                         "resume with the same model and options, relabel with --overwrite, or label into another "
+                         "folder")
+
+
+def done_rows(args: argparse.Namespace, plan: Plan, names: list[str], record: dict) -> dict[int, dict[str, str]]:
+    """The CSV rows of the frames already labelled, by frame: with ``--resume`` those of the
+    existing CSV whose frame file exists, after checking that the run recorded in the folder
+    used the same settings and that every row still names the frame of that number;
+    refuse to overwrite outputs without ``--overwrite``."""
+    table, _, _, record_path = _side_files(plan.table)
+    if args.resume:
+        _check_record(record_path, record, table.exists())
+        rows = read_table(table, names) if table.exists() else {}
+        for i, row in rows.items():
+            now = plan.frames[i] if i < len(plan.frames) else None
+            if now is not None and now != (row["file"], int(row["frame_in_file"])):
+                raise UsageError(f"cannot resume: frame {i} was frame {row['frame_in_file']} of {row['file']} and is "
+                                 f"now frame {now[1]} of {now[0]} (the inputs or their frames changed); relabel with "
+                                 "--overwrite, or label into another folder")
+        return {i: row for i, row in rows.items() if frame_path(plan.pattern, i).exists()}
+    if not args.overwrite:
+        existing = next((p for p in [table, record_path, *(Path(t.output) for t in plan.tasks)] if p.exists()), None)
+        if existing:
+            raise UsageError(f"{existing} exists: pass --resume to continue the run or --overwrite to relabel")
+    return {}
+
+
+def _side_files(table: Path) -> tuple[Path, Path, Path, Path]:
+    """The per-frame table (counts CSV), its plot, its error list and the record of the run's settings."""
+    return table, table.with_suffix(".png"), table.with_suffix(".errors.csv"), table.with_suffix(".run.json")
+
+
 # ---------------------------------------------------------------------------- command line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atomclass label`` to ``parser`` (``-q`` and ``-v`` come from :mod:`.cli`)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="trajectory files or wildcard patterns, anything OVITO reads (LAMMPS dump/data, "
                              "extxyz, POSCAR, ...); multi-frame files are split into frames")
@@ -391,7 +668,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default="", help="ONNX model file (default: the shipped default.onnx)")
     parser.add_argument("--format", choices=sorted(FORMATS),
                         help="output format (default: the input's, or xyz if it cannot hold the labels)")
-    parser.add_argument("--threshold", type=float, default=0.0,
+    parser.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD,
                         help="atoms whose most probable class is less likely than this become Other")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write the per-class Structure Probability and the Confidence columns")
@@ -403,8 +680,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     frames.add_argument("--stop", type=int, help="frame to stop before")
     frames.add_argument("--every", type=int, help="label every N-th frame")
     run_group = parser.add_argument_group("running")
-    run_group.add_argument("-j", "--workers", type=int, default=os.cpu_count() or 1,
-                           help="local worker processes (default: the number of cores)")
+    run_group.add_argument("-j", "--workers", type=int,
+                           help="local worker processes (default and at most: the number of cores, and of frames)")
     run_group.add_argument("--scheduler", metavar="ADDRESS",
                            help="label on a Dask cluster, e.g. tcp://host:8786 (the output folder must be on a "
                                 "file system the workers share)")
@@ -416,108 +693,111 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--counts", metavar="CSV",
                            help="per-frame counts and fractions (default: counts.csv beside the frames); "
                                 "the plot goes to the same name with .png")
-    run_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
 
-def _selection(args: argparse.Namespace) -> slice:
+def _threshold(text: str) -> float:
+    try:
+        return check_threshold(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _frame_slice(args: argparse.Namespace) -> tuple[slice, str]:
+    """The selected frames as a slice, and the options that select them."""
     if args.frames is not None:
         if any(v is not None for v in (args.start, args.stop, args.every)):
             raise UsageError("give either --frames or --start/--stop/--every, not both")
-        return parse_frames(args.frames)
+        return parse_frames(args.frames), f"--frames {args.frames}"
     if args.every is not None and args.every <= 0:
         raise UsageError(f"--every must be positive, got {args.every}")
-    return slice(args.start, args.stop, args.every)
+    named = [f"--{key} {value}" for key, value in (("start", args.start), ("stop", args.stop), ("every", args.every))
+             if value is not None]
+    return slice(args.start, args.stop, args.every), " ".join(named)
 
 
-def plan(args: argparse.Namespace, files: list[Path]) -> tuple[list[Task], str, Path, Path]:
-    """The tasks of the selected frames, the output format, the output path pattern and the
-    counts CSV path; refuse to write over an input."""
-    selection = _selection(args)
-    if "*" not in Path(args.output).name and Path(args.output).is_file():
-        raise UsageError(f"the output {args.output} is a file: give a folder, or a file pattern with * for the "
-                         "frame number")
-    scans = [scan(f) for f in files]
-    fmt = args.format or scans[0][2]
-    pattern = output_pattern(args.output, FORMATS[fmt])
-    frames = []
-    for file, (n, error, _) in zip(files, scans, strict=True):
-        frames += [(file, k, None) for k in range(n)] + ([(file, n, error)] if error else [])
-    tasks = [Task(i, str(file), k, str(frame_path(pattern, i)), error)
-             for i, (file, k, error) in list(enumerate(frames))[selection]]
-    counts = Path(args.counts).expanduser().resolve() if args.counts else pattern.parent / "counts.csv"
-    clash = {str(f) for f in files} & ({t.output for t in tasks} | {str(p) for p in _side_files(counts)})
-    if clash:
-        raise UsageError(f"refusing to overwrite the input {sorted(clash)[0]}: choose another output")
-    return tasks, fmt, pattern, counts
-
-
-def _side_files(counts: Path) -> tuple[Path, Path, Path]:
-    """The counts CSV, its plot and its error list."""
-    return counts, counts.with_suffix(".png"), counts.with_suffix(".errors.csv")
-
-
-def done_rows(args: argparse.Namespace, tasks: list[Task], pattern: Path, counts: Path,
-              names: list[str]) -> dict[int, dict[str, str]]:
-    """The CSV rows of the frames already labelled, by frame: with ``--resume`` those of the
-    existing CSV whose frame file exists; refuse to overwrite outputs without ``--overwrite``."""
-    if args.resume:
-        rows = read_counts(counts, names) if counts.exists() else {}
-        return {i: row for i, row in rows.items() if frame_path(pattern, i).exists()}
-    if not args.overwrite:
-        existing = next((p for p in [counts] + [Path(t.output) for t in tasks] if p.exists()), None)
-        if existing:
-            raise UsageError(f"{existing} exists: pass --resume to continue the run or --overwrite to relabel")
-    return {}
+def _workers(args: argparse.Namespace, frames: int) -> int:
+    """The number of local worker processes: ``-j``, at most the cores and the frames (a note
+    says so when ``-j`` asked for more)."""
+    cores = available_cores()
+    workers = min(args.workers or cores, cores, max(1, frames))
+    if args.workers and workers < args.workers and frames and not args.quiet:
+        print(f"atomclass label: note: {workers} worker process{'es' * (workers > 1)}, not {args.workers}: "
+              f"{cores} core{'s' * (cores > 1)}, {frames} frame{'s' * (frames != 1)} to label", file=sys.stderr)
+    return workers
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except UsageError as exc:
-        print(f"atomclass label: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .modifier import resolve_model
-
-    if args.workers < 1:
+    """Run ``atomclass label`` with the parsed ``args``; returns the exit code."""
+    if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.model and not Path(args.model).expanduser().is_file():
-        raise UsageError(f"model file not found: {args.model}")
-    model = resolve_model(args.model)
-    names, colors = class_names(model)
+    try:
+        model = load_model(args.model)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    names, colors = [t.name for t in model.structure_types], [t.color for t in model.structure_types]
     files = input_files(args.inputs)
-    tasks, fmt, pattern, counts_path = plan(args, files)
-    settings = Settings(str(model.path), args.threshold, args.probabilities, args.only_selected, fmt)
-    rows = done_rows(args, tasks, pattern, counts_path, names)
-    todo = [t for t in tasks if t.index not in rows]
-    skipped = len(tasks) - len(todo)
-    for folder in {pattern.parent, counts_path.parent}:
-        folder.mkdir(parents=True, exist_ok=True)
+    work = plan(args, files)
+    settings = Settings(str(model.path), model.digest, args.threshold, args.probabilities, args.only_selected,
+                        work.format)
+    table_path, plot_path, errors_path, record_path = _side_files(work.table)
+    with _locked({work.pattern.parent, work.table.parent}, record_path):
+        record = _record(settings, work)
+        rows = done_rows(args, work, names, record)
+        write_atomically(record_path, (json.dumps(record, indent=1) + "\n").encode())
+        todo = [t for t in work.tasks if t.index not in rows]
+        skipped = len(work.tasks) - len(todo)
+        workers = 1 if args.scheduler else _workers(args, len(todo))
+        started = time.monotonic()
+        if args.verbose:
+            print(f"model {model.path}: classes {', '.join(model.classes)}; features {model.spec.to_json()}\n"
+                  f"{len(work.tasks)} frames selected in {len(files)} files, {skipped} already labelled; "
+                  f"{workers} workers", file=sys.stderr)
+        if todo:  # compile (or load) the kernels once here, not in every worker at the same time
+            prepare(model.spec)
+        failures, labelled = _label(todo, settings, workers, args, rows, names, table_path, errors_path)
+    if rows:
+        try:
+            plot_fractions(plot_path, rows, names, colors)
+        except ModuleNotFoundError as exc:  # matplotlib comes with the [train] extra
+            if not exc.name.startswith("matplotlib"):
+                raise
+            plot_path = None
+            if not args.quiet:
+                print("atomclass label: no plot of the fractions: matplotlib is not installed "
+                      "(pip install matplotlib)", file=sys.stderr)
+    if not args.quiet:
+        _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers, args.scheduler,
+                 table_path, plot_path)
+    if any(f.task.unreachable for f in failures) or (failures and not args.keep_going):
+        return 1
+    return 0
 
-    counts_path, plot_path, errors_path = _side_files(counts_path)
 
-    def save_counts() -> None:
-        write_csv(counts_path, counts_columns(names), (rows[i] for i in sorted(rows)))
+def _label(todo: list[Task], settings: Settings, workers: int, args: argparse.Namespace,
+           rows: dict[int, dict[str, str]], names: list[str], table_path: Path,
+           errors_path: Path) -> tuple[list[Result], int]:
+    """Label ``todo``, adding the CSV row of each labelled frame to ``rows``; the CSV is
+    written every few seconds and at the end, also when interrupted.  Returns the failed
+    frames and the number labelled."""
+    def save_table() -> None:
+        write_csv(table_path, table_columns(names), (rows[i] for i in sorted(rows)))
 
     failures: list[Result] = []
     labelled = 0
     stop = threading.Event()
-    started = last_flush = time.monotonic()
-    workers = 1 if args.scheduler else min(args.workers, max(1, len(todo)))
+    last_flush = time.monotonic()
     progress = tqdm(total=len(todo), unit="frame", disable=args.quiet, dynamic_ncols=True)
     try:
         with _executor(workers, args.scheduler, settings) as (submit, wait, window):
             for result in stream_results(todo, submit, wait, window, stop):
                 progress.update()
                 if result.error is None:
-                    rows[result.task.index] = counts_row(result, names)
+                    rows[result.task.index] = table_row(result, names)
                     labelled += 1
+                    if args.verbose:
+                        progress.write(f"frame {result.task.index} ({result.task.file}, frame {result.task.frame}): "
+                                       + ", ".join(f"{n} {c}" for n, c in result.class_counts.items() if c),
+                                       file=sys.stderr)
                 else:
                     failures.append(result)
                     if not args.keep_going:
@@ -525,27 +805,20 @@ def _run(args: argparse.Namespace) -> int:
                     progress.write(f"atomclass label: {'skipping' if args.keep_going else 'error'}: {result.error}",
                                    file=sys.stderr)
                 if time.monotonic() - last_flush > _FLUSH_SECONDS:
-                    save_counts()
+                    save_table()
                     last_flush = time.monotonic()
     finally:
         progress.close()
-        save_counts()
+        save_table()
         write_errors(errors_path, failures)
-    if rows:
-        plot_fractions(plot_path, rows, names, colors)
-    if not args.quiet:
-        _summary(rows, names, labelled, skipped, failures, time.monotonic() - started, workers,
-                 args.scheduler, counts_path, plot_path)
-    if failures and not args.keep_going:
-        return 1
-    return 0
+    return failures, labelled
 
 
-def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, counts_path, plot_path) -> None:
+def _summary(rows, names, labelled, skipped, failures, seconds, workers, scheduler, table_path, plot_path) -> None:
     where = f"Dask cluster {scheduler}" if scheduler else f"{workers} worker{'s' * (workers > 1)}"
     print(f"labelled {labelled} frames in {seconds:.1f} s ({labelled / max(seconds, 1e-9):.2f} frames/s, {where}); "
           f"{skipped} already done, {len(failures)} failed")
     if rows:
         mean = {n: sum(float(r[f"fraction_{n}"]) for r in rows.values()) / len(rows) for n in names}
         print("mean fractions over", len(rows), "frames:", ", ".join(f"{n} {mean[n]:.3f}" for n in names))
-    print(f"counts: {counts_path}  plot: {plot_path}")
+    print(f"counts: {table_path}" + (f"  plot: {plot_path}" if plot_path else ""))

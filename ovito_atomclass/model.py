@@ -1,14 +1,23 @@
-"""Model files: a scikit-learn pipeline exported to ONNX, with the feature spec, class
-names and colours in the file's metadata, and inference through onnxruntime."""
+"""Model files and their outward vocabulary.
+
+A model is a scikit-learn pipeline exported to ONNX, with the feature spec, class names and
+colours in the file's metadata; inference runs in onnxruntime.  This module is the one home
+of what a model becomes outside: :func:`load_model` (the shipped default when no path is
+given, one cache keyed by file content), the ``Structure Type`` table (ids, names, colours,
+``Other`` = 0), the rule from probabilities to types (:func:`assign`), and the codec of the
+per-class counts attributes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import site
-import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,35 +28,105 @@ from .spec import FeatureSet, FeatureSpec, spec_from_json
 FORMAT = "ovito-atomclass/1"
 _KEYS = ("atomclass.format", "atomclass.spec", "atomclass.classes", "atomclass.colors", "atomclass.summary")
 OTHER = "Other"
+OTHER_COLOR = (0.95, 0.95, 0.95)
+COUNTS_ATTRIBUTE = "AtomClassifier.counts."
+# an atom whose most probable class is less likely than this is Other: the general model's
+# confident atoms (crystals to 0.9 T_m) stay above it, unknown environments fall below
+# (benchmarks/results/general_study.md); the seed and reference10 models lose no atom of the
+# reference precipitate to it
+DEFAULT_THRESHOLD = 0.4
+_CACHE_SIZE = 8
 
-# onnxruntime sessions are not picklable: they live here, never in a modifier's traits
-_SESSIONS: dict[tuple, object] = {}
-_LOCK = threading.Lock()
+
+def counts_attribute(name: str) -> str:
+    """The global attribute that holds the number of atoms of structure ``name``."""
+    return COUNTS_ATTRIBUTE + name
+
+
+def counts_from_attributes(attributes: Mapping) -> dict[str, int]:
+    """The per-structure atom counts {name: count} found among a frame's global attributes."""
+    return {key[len(COUNTS_ATTRIBUTE):]: int(value) for key, value in attributes.items()
+            if key.startswith(COUNTS_ATTRIBUTE)}
+
+
+def check_threshold(value: float) -> float:
+    """``value`` as a probability threshold in 0..1; ValueError otherwise (NaN included)."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise ValueError(f"the threshold must be a probability between 0 and 1, got {value}")
+    return value
+
+
+def type_ids(classes: list[str]) -> np.ndarray:
+    """``Structure Type`` id (K,) of each model class: a class named ``Other`` gets 0, the
+    others 1, 2, ... in model order."""
+    ids, next_id = [], 1
+    for name in classes:
+        ids.append(0 if name == OTHER else next_id)
+        next_id += name != OTHER
+    return np.array(ids, dtype=np.int32)
+
+
+def assign(proba: np.ndarray, ids: np.ndarray, threshold: float) -> np.ndarray:
+    """Structure type (n,) from class probabilities (n, K): the id of the most probable
+    class, or 0 (``Other``) where that probability is below ``threshold``."""
+    best = np.argmax(proba, axis=1)
+    confident = proba[np.arange(len(proba)), best] >= threshold
+    return np.where(confident, ids[best], 0).astype(np.int32)
 
 
 def models_dir() -> Path:
-    """Folder of the shipped models: ``models/`` of a source checkout, else the copy that
-    pip installed under ``share/ovito_atomclass/models`` of the environment's prefix or,
-    for ``pip install --user``, of the user base (setup.cfg keys turn - into _)."""
-    here = Path(__file__).resolve().parent.parent / "models"
-    installed = [Path(base) / "share" / "ovito_atomclass" / "models" for base in (sys.prefix, site.USER_BASE) if base]
-    return next((p for p in (here, *installed) if p.is_dir()), installed[0])
+    """Folder of the shipped models (``*.onnx``, with their model cards ``*.md``): the
+    package data ``ovito_atomclass/models`` of an installed package (any of ``pip install``,
+    ``--user``, ``--target``), else ``models/`` beside the package in a source checkout
+    (an editable install, or the checkout on ``PYTHONPATH``), where the models are built."""
+    packaged = resources.files(__package__) / "models"
+    return Path(packaged) if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
 
 
 def default_model_path() -> Path:
+    """The shipped default model file, ``default.onnx`` in :func:`models_dir`; the modifier
+    and ``atomclass label`` use it when no model file is given."""
     return models_dir() / "default.onnx"
+
+
+@dataclass(frozen=True)
+class StructureType:
+    """One entry of the ``Structure Type`` table: integer ``id``, ``name``, RGB ``color`` in 0..1."""
+
+    id: int
+    name: str
+    color: tuple[float, float, float]
 
 
 @dataclass
 class AtomClassifier:
-    """A loaded model: ``spec`` (:class:`FeatureSpec` or :class:`FeatureSet`), ``classes`` (names, in the order
-    of the probability columns), ``colors`` (RGB in 0..1 per class), ``summary`` (dict)."""
+    """A loaded model: ``spec`` (:class:`FeatureSpec` or :class:`FeatureSet`), ``classes``
+    (names, in the order of the probability columns), ``colors`` (RGB in 0..1 per class),
+    ``summary`` (dict); ``digest`` is the SHA-256 of the file's content."""
 
     path: Path
     spec: FeatureSpec | FeatureSet
     classes: list[str]
     colors: list[tuple[float, float, float]]
     summary: dict = field(default_factory=dict)
+    digest: str = ""
+    _payload: bytes = field(default=b"", repr=False)
+    # onnxruntime sessions, one per thread count: not picklable, so never kept in a modifier's traits
+    _sessions: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def type_ids(self) -> np.ndarray:
+        """``Structure Type`` id (K,) of each class (see :func:`type_ids`)."""
+        return type_ids(self.classes)
+
+    @property
+    def structure_types(self) -> list[StructureType]:
+        """The ``Structure Type`` table, by id: 0 = ``Other``, then the model's other classes."""
+        table = {0: StructureType(0, OTHER, OTHER_COLOR)}
+        for i, name, color in zip(self.type_ids, self.classes, self.colors, strict=True):
+            table[int(i)] = StructureType(int(i), name, tuple(color))
+        return [table[i] for i in sorted(table)]
 
     def _session(self):
         import numba
@@ -56,18 +135,17 @@ class AtomClassifier:
         # inference uses as many threads as the feature engine, so worker processes that share
         # the cores (atomclass label -j N) do not oversubscribe them
         threads = numba.get_num_threads()
-        stat = self.path.stat()
-        key = (str(self.path), stat.st_mtime_ns, stat.st_size, threads)
         with _LOCK:
-            if key not in _SESSIONS:
+            if threads not in self._sessions:
                 options = ort.SessionOptions()
                 options.log_severity_level = 3
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
                 # idle threads sleep instead of spinning: the feature kernels run between two calls
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                _SESSIONS[key] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-            return _SESSIONS[key]
+                self._sessions[threads] = ort.InferenceSession(self._payload, options,
+                                                               providers=["CPUExecutionProvider"])
+            return self._sessions[threads]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, len(classes)) for features X (n, len(spec.feature_names))."""
@@ -85,38 +163,66 @@ class AtomClassifier:
         return np.argmax(self.predict_proba(X), axis=1)
 
 
-def load_model(path: str | os.PathLike | None = None) -> AtomClassifier:
-    """Load an ovito-atomclass ONNX model (default: the shipped ``default.onnx``); raise
-    FileNotFoundError or ValueError with the reason if it cannot be used."""
-    import onnx
+_CACHE: OrderedDict[tuple[str, str], AtomClassifier] = OrderedDict()
+_LOCK = threading.RLock()
 
-    path = Path(default_model_path() if path is None else path).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+
+def load_model(path: str | os.PathLike | None = None) -> AtomClassifier:
+    """Load an ovito-atomclass ONNX model (None or "": the shipped ``default.onnx``); raise
+    FileNotFoundError or ValueError with the reason if it cannot be used.  Models are kept
+    in a small cache keyed by path and content, so a file replaced by another is reloaded
+    and every frame of a trajectory reuses the same onnxruntime session."""
+    path = Path(path or default_model_path()).expanduser().resolve()
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types for garbage
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model file not found: {path}") from None
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read the model file {path}: {exc.strerror or exc}") from None
+    key = (str(path), hashlib.sha256(payload).hexdigest())
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        model = _parse(path, payload, key[1])
+        _CACHE[key] = model
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return model
+
+
+def _parse(path: Path, payload: bytes, digest: str) -> AtomClassifier:
+    """The :class:`AtomClassifier` in ``payload`` (the bytes of ``path``), its metadata checked."""
+    model = AtomClassifier(path, FeatureSpec(), [], [], digest=digest, _payload=payload)
+    try:
+        session = model._session()
+    except Exception as exc:  # onnxruntime raises its own types for garbage
         raise ValueError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from None
-    meta = {p.key: p.value for p in proto.metadata_props}
+    meta = session.get_modelmeta().custom_metadata_map
     missing = [k for k in _KEYS if k not in meta]
     if missing:
         raise ValueError(f"{path} is an ONNX model without ovito-atomclass metadata (missing {', '.join(missing)})")
     if meta["atomclass.format"] != FORMAT:
         raise ValueError(f"{path} has model format {meta['atomclass.format']!r}; this version reads {FORMAT!r}")
     try:
-        spec = spec_from_json(meta["atomclass.spec"])
-        classes = [str(c) for c in json.loads(meta["atomclass.classes"])]
-        colors = [tuple(float(v) for v in c) for c in json.loads(meta["atomclass.colors"])]
-        summary = json.loads(meta["atomclass.summary"])
+        model.spec = spec_from_json(meta["atomclass.spec"])
+        model.classes = [str(c) for c in json.loads(meta["atomclass.classes"])]
+        model.colors = [tuple(float(v) for v in c) for c in json.loads(meta["atomclass.colors"])]
+        model.summary = json.loads(meta["atomclass.summary"])
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path} has unreadable ovito-atomclass metadata: {exc}") from None
-    if len(colors) != len(classes) or len(set(classes)) != len(classes):
-        raise ValueError(f"{path}: {len(classes)} class names (must be unique) but {len(colors)} colours")
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 2 or (dims[1].dim_value and dims[1].dim_value != len(spec.feature_names)):
-        raise ValueError(f"{path}: the network's input does not take the {len(spec.feature_names)} features "
+    if len(model.colors) != len(model.classes) or len(set(model.classes)) != len(model.classes):
+        raise ValueError(f"{path}: {len(model.classes)} class names (must be unique) but {len(model.colors)} colours")
+    inputs = session.get_inputs()[0].shape
+    if len(inputs) != 2 or (isinstance(inputs[1], int) and inputs[1] != len(model.spec.feature_names)):
+        raise ValueError(f"{path}: the network's input does not take the {len(model.spec.feature_names)} features "
                          f"its spec names")
-    return AtomClassifier(path, spec, classes, colors, summary)
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    width = outputs.get("probabilities", [None, None])[-1]
+    if "probabilities" not in outputs or (isinstance(width, int) and width != len(model.classes)):
+        raise ValueError(f"{path}: the metadata names {len(model.classes)} classes but the network outputs "
+                         f"{width if 'probabilities' in outputs else 'no'} probabilities")
+    return model
 
 
 def save_model(estimator, spec: FeatureSpec | FeatureSet, classes: list[str], colors: list, path: str | os.PathLike,

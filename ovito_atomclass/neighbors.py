@@ -21,6 +21,9 @@ _MAX_IMAGES_PER_ATOM = 4096
 # kinds of neighbour definition: all within a cutoff, the N nearest, all within a multiple of
 # the mean distance to the N nearest
 CUTOFF, NEAREST, RELATIVE = 0, 1, 2
+# bins are at least radius / BINS_PER_RADIUS wide, and a search scans BINS_PER_RADIUS bins to
+# each side: smaller bins hold fewer atoms outside the search sphere
+BINS_PER_RADIUS = 2
 
 
 def complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
@@ -65,9 +68,9 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
         )
     reach = np.where(pbc, np.ceil(pad), 0).astype(np.int64)
     pad = np.where(pbc, pad, np.inf)  # atoms may lie anywhere along open directions
-    counts = _images(frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    image_counts = _images(frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    np.cumsum(image_counts, out=offsets[1:])
     ghost_frac = np.empty((offsets[-1], 3))
     ghost_owner = np.empty(offsets[-1], dtype=np.int64)
     _images(frac, pad, reach, ghost_frac, ghost_owner, offsets)
@@ -80,7 +83,7 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
     within ``pad`` of the unit cube: counted (n,) if ``out_frac`` is empty, else written
     from ``offsets[atom]`` on."""
     n = len(frac)
-    counts = np.zeros(n, dtype=np.int64)
+    image_counts = np.zeros(n, dtype=np.int64)
     fill = len(out_frac) > 0
     for a in numba.prange(n):
         c = 0
@@ -102,59 +105,95 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
                         out_frac[offsets[a] + c, 2] = z
                         out_owner[offsets[a] + c] = a
                     c += 1
-        counts[a] = c
-    return counts
+        image_counts[a] = c
+    return image_counts
 
 
 @numba.njit(cache=True, inline="always")
-def _home_bin(p, origin, inv_bin, nbins):
-    """Grid cell (x, y, z) of point ``p``, clamped to the grid."""
-    return (min(max(int((p[0] - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
-            min(max(int((p[1] - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
-            min(max(int((p[2] - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
+def _home_bin(x, y, z, origin, inv_bin, nbins):
+    """Grid cell (x, y, z) of the point (x, y, z), clamped to the grid."""
+    return (min(max(int((x - origin[0]) * inv_bin[0]), 0), nbins[0] - 1),
+            min(max(int((y - origin[1]) * inv_bin[1]), 0), nbins[1] - 1),
+            min(max(int((z - origin[2]) * inv_bin[2]), 0), nbins[2] - 1))
+
+
+@numba.njit(cache=True, inline="always")
+def _stencil(x, y, z, origin, inv_bin, nbins):
+    """The bins within BINS_PER_RADIUS of the bin of the point (x, y, z): x range, y range, z range."""
+    b = _home_bin(x, y, z, origin, inv_bin, nbins)
+    s = BINS_PER_RADIUS
+    return (max(b[0] - s, 0), min(b[0] + s + 1, nbins[0]), max(b[1] - s, 0), min(b[1] + s + 1, nbins[1]),
+            max(b[2] - s, 0), min(b[2] + s + 1, nbins[2]))
 
 
 @numba.njit(cache=True)
-def gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2):
-    """Neighbours of point ``p`` within sqrt(r2max): atom indices into ``idx``, bond vectors
-    into ``vec`` and their squared lengths into ``r2``, in the grid's order, as far as they
-    fit; returns their number.  Coincident atoms are not neighbours."""
-    b = _home_bin(p, origin, inv_bin, nbins)
-    room = len(idx)
+def candidates(px, py, pz, bin_start, origin, inv_bin, nbins):
+    """How many atoms the bins around the point (px, py, pz) hold: an upper bound on its neighbours."""
+    x0, x1, y0, y1, z0, z1 = _stencil(px, py, pz, origin, inv_bin, nbins)
     c = 0
-    for x in range(max(b[0] - 1, 0), min(b[0] + 2, nbins[0])):
-        for y in range(max(b[1] - 1, 0), min(b[1] + 2, nbins[1])):
+    for x in range(x0, x1):
+        for y in range(y0, y1):
             first = (x * nbins[1] + y) * nbins[2]
-            for k in range(bin_start[first + max(b[2] - 1, 0)], bin_start[first + min(b[2] + 2, nbins[2])]):
-                dx = spos[k, 0] - p[0]
-                dy = spos[k, 1] - p[1]
-                dz = spos[k, 2] - p[2]
-                d2 = dx * dx + dy * dy + dz * dz
-                if d2 <= r2max and d2 > 1e-20:
-                    if c < room:
-                        idx[c] = sowner[k]
-                        vec[c, 0] = dx
-                        vec[c, 1] = dy
-                        vec[c, 2] = dz
-                        r2[c] = d2
-                    c += 1
+            c += bin_start[first + z1] - bin_start[first + z0]
     return c
 
 
 @numba.njit(cache=True)
-def sort_bonds(idx, vec, r2, count):
-    """Sort the first ``count`` bonds by length, ties by atom index, then by search order
-    (an insertion sort: rows are short)."""
+def gather(px, py, pz, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2):
+    """Neighbours of the point (px, py, pz) within sqrt(r2max): atom indices into ``idx``, bond vectors
+    into ``vec`` and their squared lengths into ``r2``, in the grid's order; returns their
+    number, or -1 if the scratch arrays may be too small (:func:`candidates` tells how large
+    they must be).  Every candidate is written and kept only if near enough: no branch to
+    mispredict.  Coincident atoms are not neighbours."""
+    x0, x1, y0, y1, z0, z1 = _stencil(px, py, pz, origin, inv_bin, nbins)
+    room = len(idx)
+    c = 0
+    for x in range(x0, x1):
+        for y in range(y0, y1):
+            first = (x * nbins[1] + y) * nbins[2]
+            lo, hi = bin_start[first + z0], bin_start[first + z1]
+            if c + hi - lo > room:
+                return -1
+            for k in range(lo, hi):
+                dx = spos[k, 0] - px
+                dy = spos[k, 1] - py
+                dz = spos[k, 2] - pz
+                d2 = dx * dx + dy * dy + dz * dz
+                idx[c] = sowner[k]
+                vec[c, 0] = dx
+                vec[c, 1] = dy
+                vec[c, 2] = dz
+                r2[c] = d2
+                c += (d2 <= r2max) & (d2 > 1e-20)
+    return c
+
+
+@numba.njit(cache=True)
+def sort_bonds(idx, vec, r2, count, order, idx_out, vec_out):
+    """Sort the first ``count`` bonds by length, ties by atom index, then by search order:
+    ``r2`` in place, atom indices and bond vectors into ``idx_out``/``vec_out`` (an insertion
+    sort of the lengths and positions only: rows are short)."""
+    for a in range(count):
+        order[a] = a
     for a in range(1, count):
         ra, ia = r2[a], idx[a]
-        v0, v1, v2 = vec[a, 0], vec[a, 1], vec[a, 2]
         j = a - 1
-        while j >= 0 and (r2[j] > ra or (r2[j] == ra and idx[j] > ia)):
-            r2[j + 1], idx[j + 1] = r2[j], idx[j]
-            vec[j + 1, 0], vec[j + 1, 1], vec[j + 1, 2] = vec[j, 0], vec[j, 1], vec[j, 2]
+        while j >= 0 and (r2[j] > ra or (r2[j] == ra and idx[order[j]] > ia)):
+            r2[j + 1], order[j + 1] = r2[j], order[j]
             j -= 1
-        r2[j + 1], idx[j + 1] = ra, ia
-        vec[j + 1, 0], vec[j + 1, 1], vec[j + 1, 2] = v0, v1, v2
+        r2[j + 1], order[j + 1] = ra, a
+    for a in range(count):
+        k = order[a]
+        idx_out[a] = idx[k]
+        vec_out[a, 0], vec_out[a, 1], vec_out[a, 2] = vec[k, 0], vec[k, 1], vec[k, 2]
+
+
+@numba.njit(cache=True)
+def search_scratch(size):
+    """Scratch arrays for :func:`neighborhood`, room for ``size`` candidates: atom indices, bond
+    vectors, squared lengths, sort order, sorted indices, sorted vectors."""
+    return (np.empty(size, dtype=np.int64), np.empty((size, 3)), np.empty(size), np.empty(size, dtype=np.int64),
+            np.empty(size, dtype=np.int64), np.empty((size, 3)))
 
 
 @numba.njit(cache=True, inline="always")
@@ -179,24 +218,28 @@ def _mean_distance(r2, count):
 
 
 @numba.njit(cache=True)
-def neighborhood(p, grid, defs, idx, vec, r2, prefix, length):
-    """The bonds of point ``p`` in ``grid`` (:attr:`NeighborGrid.arrays`) for the neighbour
-    definitions ``defs`` (:meth:`Definitions.arrays`): atom indices, bond vectors (Å) and
-    squared lengths, sorted by distance unless every definition takes all of them.  The
-    first ``prefix[d]`` bonds are the neighbours of definition d, ``length[d]`` its local
-    length (Å).  Returns (idx, vec, r2, count, complete): the scratch arrays passed in, or
-    larger ones if they were too small, and False if the grid's radius may have missed atoms
-    that a definition needs (then a search over a larger radius is due)."""
+def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length):
+    """The bonds of the point ``points[t]`` in ``grid`` (:attr:`NeighborGrid.arrays`) for the neighbour
+    definitions ``defs`` (:meth:`Definitions.arrays`), into the arrays of
+    :func:`search_scratch`: atom indices ``idx``, bond vectors (Å) ``vec`` and squared
+    lengths ``r2``, sorted by distance unless every definition takes all of them.  The first
+    ``prefix[d]`` bonds are the neighbours of definition d, ``length[d]`` its local length
+    (Å).  Returns (count, complete), complete False if the grid's radius may have missed atoms
+    that a definition needs (then a search over a larger radius is due), or (-size, False)
+    if the scratch arrays need room for ``size`` candidates.  Only numbers come back: returning
+    arrays would cost reference counting for every atom."""
     bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
     kind, limit, near, radial, need, sort, room2 = defs
-    c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2)
-    if c > len(idx):
-        idx = np.empty(2 * c, dtype=np.int64)
-        vec = np.empty((2 * c, 3))
-        r2 = np.empty(2 * c)
-        c = gather(p, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, idx, vec, r2)
+    px, py, pz = points[t, 0], points[t, 1], points[t, 2]
+    c = gather(px, py, pz, bin_start, spos, sowner, origin, inv_bin, nbins, r2max, found, found_vec, r2)
+    if c < 0:
+        return -2 * candidates(px, py, pz, bin_start, origin, inv_bin, nbins), False
     if sort:
-        sort_bonds(idx, vec, r2, c)
+        sort_bonds(found, found_vec, r2, c, order, idx, vec)
+    else:
+        for j in range(c):
+            idx[j] = found[j]
+            vec[j, 0], vec[j, 1], vec[j, 2] = found_vec[j, 0], found_vec[j, 1], found_vec[j, 2]
     complete = c >= need
     for d in range(len(kind)):
         if kind[d] == CUTOFF:
@@ -210,7 +253,7 @@ def neighborhood(p, grid, defs, idx, vec, r2, prefix, length):
                 complete = complete and reach2 <= room2
                 m = _within(r2, c, reach2)
             prefix[d] = m
-    return idx, vec, r2, c, complete
+    return c, complete
 
 
 @numba.njit(cache=True)
@@ -221,7 +264,7 @@ def _sort_into_bins(pos, owner, origin, inv_bin, nbins):
     bin_id = np.empty(len(pos), dtype=np.int64)
     bin_start = np.zeros(n_bins + 1, dtype=np.int64)
     for a in range(len(pos)):
-        b = _home_bin(pos[a], origin, inv_bin, nbins)
+        b = _home_bin(pos[a, 0], pos[a, 1], pos[a, 2], origin, inv_bin, nbins)
         bin_id[a] = (b[0] * nbins[1] + b[1]) * nbins[2] + b[2]
         bin_start[bin_id[a] + 1] += 1
     for c in range(n_bins):
@@ -232,7 +275,8 @@ def _sort_into_bins(pos, owner, origin, inv_bin, nbins):
     for a in range(len(pos)):
         slot = fill[bin_id[a]]
         fill[bin_id[a]] += 1
-        spos[slot] = pos[a]
+        # element by element: a slice copy makes numba compile its shape-error formatting (first run)
+        spos[slot, 0], spos[slot, 1], spos[slot, 2] = pos[a, 0], pos[a, 1], pos[a, 2]
         sowner[slot] = owner[a]
     return bin_start, spos, sowner
 
@@ -257,7 +301,7 @@ class NeighborGrid:
         extent = np.maximum(hi - lo, 1e-9)
         # a finite system is exhausted once the radius spans it: every atom is a candidate
         self.exhaustive = not self.pbc.any() and self.radius >= float(np.linalg.norm(extent))
-        nbins = np.maximum(np.floor(extent / self.radius), 1).astype(np.int64)
+        nbins = np.maximum(np.floor(extent * BINS_PER_RADIUS / self.radius), 1).astype(np.int64)
         # many empty bins cost memory and time: cap the grid at a few bins per atom
         while np.prod(nbins) > 4 * len(pos_all) + 64:
             nbins = np.maximum(nbins // 2, 1)
@@ -292,6 +336,7 @@ class Definitions:
 
     @classmethod
     def of(cls, specs) -> Definitions:
+        """The definitions of ``specs`` (:class:`FeatureSpec` objects), in their order."""
         kind = [CUTOFF if s.cutoff is not None else NEAREST if s.relative_cutoff is None else RELATIVE for s in specs]
         limit = [(s.cutoff if s.cutoff is not None else s.relative_cutoff or 0.0) ** 2 for s in specs]
         near = [s.num_neighbors or 0 for s in specs]

@@ -8,7 +8,8 @@ import numbers
 import re
 from dataclasses import asdict, dataclass, fields
 
-CHANNELS = ("all", "like", "unlike")
+CHANNELS = ("all", "like", "unlike")  # their order is the kernels' channel code 0, 1, 2
+DEFAULT_DEGREES = (4, 6, 8)  # the reference study's, with shipped Y_lm code (_ylm_4_6_8.py)
 _LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -32,7 +33,7 @@ class FeatureSpec:
 
     cutoff: float | None = 4.0
     num_neighbors: int | None = None
-    degrees: tuple[int, ...] = (4, 6, 8)
+    degrees: tuple[int, ...] = DEFAULT_DEGREES
     channels: tuple[str, ...] = CHANNELS
     averaged: bool = False
     wigner: bool = False
@@ -90,16 +91,20 @@ class FeatureSpec:
         return names + [f"r{k}" for k in range(1, self.radial + 1)]
 
     def to_dict(self) -> dict:
+        """The fields as a plain, JSON-ready dict (tuples become lists)."""
         d = asdict(self)
         d["degrees"] = list(self.degrees)
         d["channels"] = list(self.channels)
         return d
 
     def to_json(self) -> str:
+        """The spec as JSON, keys sorted: what a model file stores in its metadata."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
+        """A spec from :meth:`to_dict`'s output (or a configuration's ``[features]`` table);
+        ValueError names unknown fields or invalid values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -108,6 +113,7 @@ class FeatureSpec:
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
+        """A spec from :meth:`to_json`'s output; ValueError for unknown fields or invalid values."""
         return cls.from_dict(json.loads(text))
 
 
@@ -142,19 +148,23 @@ class FeatureSet:
         return [f"{s.label}.{name}" for s in self.specs for name in s.feature_names]
 
     def to_dict(self) -> dict:
+        """``{"sets": [spec dicts]}``, JSON-ready."""
         return {"sets": [s.to_dict() for s in self.specs]}
 
     def to_json(self) -> str:
+        """The set as JSON, keys sorted: what a model file stores in its metadata."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSet:
+        """A set from :meth:`to_dict`'s output; ValueError names what is wrong."""
         if set(data) != {"sets"} or not isinstance(data["sets"], list):
             raise ValueError(f"a FeatureSet dict is {{'sets': [spec dicts]}}, got the key(s) {sorted(data)}")
         return cls(tuple(FeatureSpec.from_dict(dict(d)) for d in data["sets"]))
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSet:
+        """A set from :meth:`to_json`'s output; ValueError names what is wrong."""
         return cls.from_dict(json.loads(text))
 
 
@@ -164,6 +174,7 @@ def spec_from_dict(data: dict) -> FeatureSpec | FeatureSet:
 
 
 def spec_from_json(text: str) -> FeatureSpec | FeatureSet:
+    """The :class:`FeatureSet` or :class:`FeatureSpec` of a model file's ``atomclass.spec`` JSON."""
     return spec_from_dict(json.loads(text))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class Frame:
+class Snapshot:
     """One configuration as plain arrays.
 
     ``positions`` (N, 3) in Å; ``cell`` (3, 3), the cell vectors as rows in Å (zero rows
@@ -50,17 +50,45 @@ class Frame:
         return np.unique(self.species, return_inverse=True)[1].astype(np.int64)
 
 
-def as_frame(system) -> Frame:
-    """Convert ``system`` (ASE ``Atoms``, OVITO ``DataCollection``, ``Frame`` or a tuple
-    ``(positions, cell, pbc, species)``) into a :class:`Frame`."""
-    if isinstance(system, Frame):
+# the largest extent of a frame, in neighbour radii, that the neighbour search handles: any
+# real configuration is far below (a billion atoms span about 600 radii of 4 Å)
+MAX_EXTENT_IN_RADII = 1e6
+
+
+def check_geometry(snapshot: Snapshot, radius: float | None) -> None:
+    """Raise ValueError saying what is wrong if ``snapshot`` cannot be searched for neighbours
+    within ``radius`` (Å; None for the N nearest): a left-handed cell (inverted bounds such
+    as zlo > zhi), or atoms and periodic cell vectors that spread over more than
+    :data:`MAX_EXTENT_IN_RADII` radii (a tiny cutoff, a huge cell, a stray atom)."""
+    cell, pbc, positions = snapshot.cell, snapshot.pbc, snapshot.positions
+    if np.linalg.det(cell) < 0:
+        raise ValueError(f"the cell is left-handed (its vectors, as rows, have a negative determinant): "
+                         f"{cell.tolist()}; inverted box bounds such as zlo > zhi?")
+    if radius is None or not len(positions):
+        return
+    spread = np.ptp(positions, axis=0).max()
+    extent = spread + np.linalg.norm(cell[pbc], axis=1).sum()
+    if extent > MAX_EXTENT_IN_RADII * radius:
+        if spread >= extent / 2:
+            far = int(np.argmax(np.abs(positions - np.median(positions, axis=0)).max(axis=1)))
+            where = f"the atoms spread over {spread:.4g} Å (atom index {far} is at {positions[far].tolist()} Å)"
+        else:
+            where = f"the periodic cell vectors are {np.linalg.norm(cell, axis=1)[pbc].round(4).tolist()} Å long"
+        raise ValueError(f"{where}: more than {MAX_EXTENT_IN_RADII:.0e} times the neighbour cutoff of {radius:.4g} Å; "
+                         "check the coordinates, the cell and the cutoff")
+
+
+def as_snapshot(system) -> Snapshot:
+    """Convert ``system`` (ASE ``Atoms``, OVITO ``DataCollection``, ``Snapshot`` or a tuple
+    ``(positions, cell, pbc, species)``) into a :class:`Snapshot`."""
+    if isinstance(system, Snapshot):
         return system
     if isinstance(system, tuple):
         if len(system) != 4:
             raise ValueError("a system tuple must be (positions, cell, pbc, species)")
-        return Frame(*system)
+        return Snapshot(*system)
     if hasattr(system, "get_chemical_symbols") and hasattr(system, "get_positions"):
-        return Frame(system.get_positions(), system.cell.array, system.pbc, np.array(system.get_chemical_symbols()))
+        return Snapshot(system.get_positions(), system.cell.array, system.pbc, np.array(system.get_chemical_symbols()))
     if hasattr(system, "particles") and hasattr(system, "cell"):
         return _from_data_collection(system)
     raise TypeError(f"cannot read atoms from a {type(system).__name__}; pass ASE Atoms, an OVITO DataCollection "
@@ -83,12 +111,12 @@ def particle_species(particles) -> np.ndarray | None:
     return lookup[ids].astype(str) if len(ids) else np.array([], dtype=str)
 
 
-def _from_data_collection(data) -> Frame:
+def _from_data_collection(data) -> Snapshot:
     particles = data.particles
     positions = np.asarray(particles.positions) if particles is not None and particles.count else np.zeros((0, 3))
     species = particle_species(particles) if particles is not None else None
     if data.cell is None:
-        return Frame(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), species)
+        return Snapshot(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), species)
     matrix = np.asarray(data.cell)
     # OVITO's cell matrix holds the cell vectors as columns, then the origin
-    return Frame(positions - matrix[:, 3], matrix[:, :3].T, np.asarray(data.cell.pbc), species)
+    return Snapshot(positions - matrix[:, 3], matrix[:, :3].T, np.asarray(data.cell.pbc), species)

@@ -46,16 +46,26 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augmentation
-from .crystals import GENERAL_CLASSES, REFERENCE_CLASSES, CrystalClass, DisorderedClass, GeneralClass, precipitate
+from .crystals import (
+    GENERAL_CLASSES,
+    PRECIPITATE_REFERENCE,
+    REFERENCE_CLASSES,
+    CrystalClass,
+    DisorderedClass,
+    GeneralClass,
+    precipitate,
+)
 from .dataset import Dataset, build_dataset, stratified_sample
 from .features import compute_features
-from .model import load_model, save_model, write_atomically
+from .files import writable_folder, write_atomically
+from .model import load_model, save_model
 from .spec import FeatureSet, FeatureSpec
+from .trajectory import card_lines, trajectory_class
 
 TOP_KEYS = {"seed", "library", "features", "augmentation", "sampling", "models", "classes"}
 LIBRARIES = {"reference": REFERENCE_CLASSES, "general": GENERAL_CLASSES}  # where a class named without a recipe is
 SAMPLING_KEYS = {"per_class", "test_fraction", "cv"}
-CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other"}
+CLASS_KEYS = {"name", "color", "bulk", "crystal", "file", "index", "format", "substitute", "other", "trajectory"}
 RECIPES = ("bulk", "crystal", "file", "other")
 AUC_TIE = 1e-3  # ROC AUCs closer than this do not tell models apart; precision decides
 
@@ -182,6 +192,9 @@ def _parse_class(entry: dict, folder: Path, earlier: list, library: str = "refer
     name = str(entry["name"])
     _check_keys(entry, CLASS_KEYS, f"class {name!r}")
     recipes = [r for r in RECIPES if r in entry]
+    if "trajectory" in entry:  # frames of the user's own MD, alone or with the templates of a recipe
+        template = {k: v for k, v in entry.items() if k != "trajectory"}
+        return trajectory_class(entry, folder, _parse_class(template, folder, earlier) if recipes else None)
     if len(recipes) > 1:
         raise ValueError(f"class {name!r}: give one of {', '.join(RECIPES)}, not {recipes}")
     if not recipes:
@@ -259,45 +272,43 @@ def train(config: TrainingConfig, output: str | os.PathLike, report_dir: str | o
     output = Path(output)
     if output.resolve() == config.path.resolve():
         raise ValueError(f"the output {output} would overwrite the configuration")
+    # a training takes minutes: find an output that cannot be written before it, not after
+    if output.is_dir():
+        raise ValueError(f"the output {output} is a folder: give the model file to write")
+    writable_folder(output.resolve().parent, "model")
+    if report_dir is not None:
+        writable_folder(report_dir, "report")
     start = time.perf_counter()
     data = build_dataset(config.classes, config.spec, config.augmentation, config.seed, progress)
-    short = {name: n for name, n in data.counts().items() if n < config.per_class}
+    short = {name: n for name, n in data.class_sizes().items() if n < config.per_class}
     if short:
         raise ValueError(f"sampling.per_class = {config.per_class} but the data set holds fewer atoms of {short}: "
-                         "lower per_class or raise augmentation.draws")
-    sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed))
+                         "lower per_class, raise augmentation.draws or select more trajectory frames")
+    sample = stratified_sample(data.y, config.per_class, np.random.default_rng(config.seed), data.stratum)
     train_rows, test_rows = train_test_split(sample, test_size=config.test_fraction, stratify=data.y[sample],
                                              random_state=config.seed)
-    train_set, test_set = data.subset(train_rows), data.subset(test_rows)
-    k = len(data.class_names)
     records = []
     for name, (pipeline, grid) in zoo.make_zoo(list(config.models), config.seed).items():
         grid = {**grid, **{key: [_grid_value(v) for v in values] for key, values in config.models[name].items()}}
-        fit_start = time.perf_counter()
-        search = zoo.tune(name, pipeline, grid, train_set.X, train_set.y, config.seed, cv=config.cv)
-        # the record of zoo.sample_size_study, so that report.write_report can draw it
-        records.append({"model": name, "size": config.per_class, "n_train": len(train_rows), "n_test": len(test_rows),
-                        "best_params": {p: _grid_value(v) for p, v in search.best_params_.items()},
-                        "cv_score": float(search.best_score_), "fit_seconds": time.perf_counter() - fit_start,
-                        "train": zoo.evaluate(search.best_estimator_, train_set.X, train_set.y, k),
-                        "test": zoo.evaluate(search.best_estimator_, test_set.X, test_set.y, k),
-                        "estimator": search.best_estimator_, "train_index": train_rows, "test_index": test_rows})
+        records.append(zoo.tuned_record(name, pipeline, grid, data.X, data.y, train_rows, test_rows, config.seed,
+                                        cv=config.cv, size=config.per_class, progress=progress))
     # the best test ROC AUC; among models within AUC_TIE of it, the best worst-class precision
     best_auc = max(r["test"]["macro_auc"] for r in records)
     records.sort(key=lambda r: (r["test"]["macro_auc"] >= best_auc - AUC_TIE, min(r["test"]["precision"]),
                                 r["test"]["macro_precision"]), reverse=True)
     summary = {
         "command": command, "config_file": str(config.path), "config": config.raw, "seed": config.seed,
-        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.counts(),
+        "augmentation": config.augmentation.to_dict(), "rows_per_class": data.class_sizes(),
         "rows_per_source": data.source_counts(),
         "templates_per_class": config.augmentation.copies, "per_class": config.per_class,
-        "n_train": len(train_set), "n_test": len(test_set),
+        "sources": {c.name: c.provenance(config.augmentation) for c in config.classes if hasattr(c, "provenance")},
+        "n_train": len(train_rows), "n_test": len(test_rows),
         "models": [{key: r[key] for key in ("model", "best_params", "cv_score", "fit_seconds")}
                    | {"test_macro_auc": r["test"]["macro_auc"], "test_macro_precision": r["test"]["macro_precision"],
                       "test_min_precision": min(r["test"]["precision"])} for r in records],
         "versions": _versions(),
     }
-    chosen = _export(records, config.spec, data, test_set.X, output, summary, start)
+    chosen = _export(records, config.spec, data, data.X[test_rows], output, summary, start)
     card = model_card(output, load_model(output).summary, data)
     write_atomically(output.with_suffix(".md"), card.encode())
     if report_dir is not None:
@@ -348,16 +359,20 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
         lines.append(f"| {i} | {name} | {rgb} | {summary['rows_per_class'][name]} | {test['precision'][i]:.4f} | "
                      f"{test['auc'][i]:.5f} |")
     spec = load_model(path).spec
-    aug = summary["augmentation"]
+    aug, sources = summary["augmentation"], summary.get("sources", {})
+    augmented = any(read["augment"] for source in sources.values() for read in source["trajectories"])
+    templates = (f"{summary['templates_per_class']} perturbed templates per class{' with a recipe' * bool(sources)}"
+                 f"{' and per augmented frame' * augmented}: Gaussian rattling with standard deviations "
+                 f"{aug['rattle']} {'nearest-neighbour distances' if aug.get('relative') else 'Å'}, {aug['draws']} "
+                 "draws each, random homogeneous strain up to "
+                 f"±{100 * aug['strain']:g} %. ")
+    perturbed = augmented or any(name not in sources or sources[name]["templates"] for name in data.class_names)
     lines += ["", "## Features", "", f"`{type(spec).__name__}` {spec.to_json()}", "",
               f"{len(summary['feature_names'])} columns: {', '.join(summary['feature_names'])}.", "",
               "## Data", "",
-              f"{summary['templates_per_class']} perturbed templates per class: Gaussian rattling with standard "
-              f"deviations {aug['rattle']} {'nearest-neighbour distances' if aug.get('relative') else 'Å'}, "
-              f"{aug['draws']} draws each, random homogeneous strain up to "
-              f"±{100 * aug['strain']:g} %. {summary['per_class']} atoms per class sampled, "
+              f"{templates * perturbed}{summary['per_class']} atoms per class sampled, "
               f"{summary['n_train']} for training (grid search, cross-validated), {summary['n_test']} for the test.",
-              *_sources_table(summary.get("rows_per_source", {})),
+              *card_lines(sources), *_sources_table(summary.get("rows_per_source", {})),
               "", "## Models tried (test set)", "",
               "| model | best parameters | CV accuracy | macro ROC AUC | macro precision | min precision | fit s |",
               "|---|---|---|---|---|---|---|"]
@@ -376,7 +391,8 @@ def model_card(path: Path, summary: dict, data: Dataset) -> str:
         fractions = ", ".join(f"{c} {v:.2f} %" for c, v in summary["precipitate"].items())
         lines += ["", "## Reference check", "",
                   f"`crystals.precipitate()` (fcc Ni with an L1_2 Ni3Al sphere of radius 10 Å, 4000 atoms): "
-                  f"{fractions}. The reference study reports fccNi 84.03 %, gamma_prime 9.83 %, gamma 6.15 %."]
+                  f"{fractions}. The reference study reports "
+                  + ", ".join(f"{c} {v:.2f} %" for c, v in PRECIPITATE_REFERENCE.items()) + "."]
     versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
     lines += ["", f"Built with {versions}.", ""]
     return "\n".join(lines)
@@ -396,7 +412,7 @@ def _sources_table(rows: dict[str, dict[str, list[int]]]) -> list[str]:
 def precipitate_fractions(estimator, spec: FeatureSpec | FeatureSet, class_names: list[str]) -> dict[str, float] | None:
     """Percent of the atoms of :func:`.crystals.precipitate` in each predicted class, if
     the model knows fccNi, gamma and gamma_prime (the reference study's check), else None."""
-    if not {"fccNi", "gamma", "gamma_prime"} <= set(class_names):
+    if not set(PRECIPITATE_REFERENCE) <= set(class_names):
         return None
     predicted = estimator.predict(compute_features(precipitate(), spec))
     counts = np.bincount(predicted, minlength=len(class_names))
@@ -425,14 +441,15 @@ def _versions() -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atomclass train`` to ``parser``."""
     parser.add_argument("config", help="training configuration (.toml, or .yaml/.yml)")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.onnx); MODEL.md goes beside it")
     parser.add_argument("--report", metavar="DIR", help="also write the report (metrics, ROC curves) into DIR")
     parser.add_argument("--seed", type=int, help="override the configuration's seed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``atomclass train`` with the parsed ``args``; returns the exit code."""
     config = read_config(args.config)
     if args.seed is not None:
         config.seed = args.seed
@@ -444,8 +461,15 @@ def run(args: argparse.Namespace) -> int:
     for failure in summary["export_failures"]:
         print(f"atomclass train: skipped a better model that skl2onnx cannot export to ONNX: {failure}",
               file=sys.stderr)
+    if args.verbose:
+        for r in summary["models"]:
+            print(f"  {r['model']:<9} test macro ROC AUC {r['test_macro_auc']:.5f}, min precision "
+                  f"{r['test_min_precision']:.4f}, CV accuracy {r['cv_score']:.4f}, {r['fit_seconds']:.0f} s, "
+                  f"{json.dumps(r['best_params'])}")
     test = summary["test"]
-    print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
-          f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision {min(test['precision']):.4f} "
-          f"({summary['seconds']:.0f} s); model card {Path(args.output).with_suffix('.md')}")
+    if not args.quiet:
+        print(f"{args.output}: {summary['chosen']} on {len(summary['classes'])} classes, test accuracy "
+              f"{test['accuracy']:.4f}, macro ROC AUC {test['macro_auc']:.5f}, min precision "
+              f"{min(test['precision']):.4f} ({summary['seconds']:.0f} s); model card "
+              f"{Path(args.output).with_suffix('.md')}")
     return 0

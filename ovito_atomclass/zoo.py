@@ -1,44 +1,28 @@
 """The classifier zoo: scikit-learn pipelines, their grid searches, and their metrics.
 
-API
----
-``make_zoo(names=None, seed=0) -> {name: (pipeline, grid)}``
-    Each pipeline is ``StandardScaler`` (step ``scale``; the identity for the tree models,
-    which need no scaling) + a classifier (step ``clf``); ``grid`` is a small
-    ``GridSearchCV`` parameter grid (keys ``clf__...``).  Every model has ``predict_proba``
-    and exports to ONNX with skl2onnx.  ``ZOO`` lists the names, in order:
+:func:`make_zoo` gives, for each name of ``ZOO``, a pipeline ``StandardScaler`` (step
+``scale``; the identity for the tree models) + classifier (step ``clf``) and a small
+``GridSearchCV`` grid (keys ``clf__...``); every model has ``predict_proba`` and exports to
+ONNX with skl2onnx:
 
-    ======== ==============================================================
-    svm_ovo  RBF support vector machines, one-vs-one, Platt-calibrated
-    svm_ovr  RBF support vector machines, one-vs-rest, Platt-calibrated
-    ann      multi-layer perceptron, one hidden layer
-    dnn      deeper multi-layer perceptron, three hidden layers
-    tree     decision tree
-    forest   random forest
-    bayes    Gaussian naive Bayes
-    adaboost AdaBoost over decision trees of depth 1 (stumps) or 3
-    knn      k nearest neighbours
-    logreg   multinomial logistic regression
-    ======== ==============================================================
+======== ==============================================================
+svm_ovo  RBF support vector machines, one-vs-one, Platt-calibrated
+svm_ovr  RBF support vector machines, one-vs-rest, Platt-calibrated
+ann      multi-layer perceptron, one hidden layer
+dnn      deeper multi-layer perceptron, three hidden layers
+tree     decision tree
+forest   random forest
+bayes    Gaussian naive Bayes
+adaboost AdaBoost over decision trees of depth 1 (stumps) or 3
+knn      k nearest neighbours
+logreg   multinomial logistic regression
+======== ==============================================================
 
-    The SVMs get probabilities from ``CalibratedClassifierCV(..., ensemble=False)``, the
-    replacement scikit-learn 1.9 recommends for the deprecated ``SVC(probability=True)``.
-``tune(name, pipeline, grid, X, y, seed, cv=3) -> GridSearchCV``
-    Stratified ``cv``-fold grid search (scored by accuracy), refitted on all of ``X``, with
-    a tqdm bar over the fits (one BLAS thread: the matrices are small).
-``evaluate(estimator, X, y, n_classes) -> dict``
-    Per-class one-vs-rest ROC AUC and precision, the confusion matrix, macro values.
-``onnx_agreement(estimator, X, spec, classes) -> dict``
-    Export through :func:`ovito_atomclass.model.save_model` and compare onnxruntime with
-    scikit-learn; raises ``ValueError`` naming the model if it cannot be exported.
-``tuned_record(name, pipeline, grid, X, y, train, test, seed, cv=3) -> dict``
-    :func:`tune` on the rows ``train``, :func:`evaluate` on ``train`` and ``test``: one
-    record of the study below, as :func:`ovito_atomclass.report.write_report` reads it.
-``sample_size_study(X, y, sizes, names=None, seed=0, ...) -> list[dict]``
-    The reference study: stratified samples of each size per class, a 60/40 train/test
-    split, every zoo model tuned and evaluated at every size.
-
-Labels ``y`` are always integers 0..K-1 (the order of the class names).
+:func:`tune` runs the grid search, :func:`evaluate` the metrics (per-class ROC AUC and
+precision, confusion matrix), :func:`onnx_agreement` the ONNX export check,
+:func:`tuned_record` one tuned and evaluated model, and :func:`sample_size_study` the
+reference study over sample sizes.  Labels ``y`` are always integers 0..K-1 (the order of
+the class names).
 """
 
 from __future__ import annotations

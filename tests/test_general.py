@@ -176,7 +176,7 @@ def test_general_config_and_data_set_sources(tmp_path):
     data = build_dataset(config.classes, config.spec, config.augmentation, seed=0, progress=False)
     sources = data.source_counts()
     assert sum(n for n, _ in sources["fcc"].values()) == 2 and all(s.endswith(")") for s in sources["Other"])
-    assert {c: sum(rows for _, rows in s.values()) for c, s in sources.items()} == data.counts()
+    assert {c: sum(rows for _, rows in s.values()) for c, s in sources.items()} == data.class_sizes()
     for bad, message in (({"library": "mine"}, "library must be one of"),
                          ({"classes": [{"name": "fccNi"}, {"name": "fcc"}]}, "not in the library 'general'"),
                          ({"classes": [{"name": "fcc", "substitute": ["Ni", "Al", 0.1]}, {"name": "bcc"}]},

@@ -6,7 +6,7 @@ OVITO and pyscal3 compute in double precision and must agree to 1e-6.  freud hol
 positions, bond vectors and q_lm in single precision (epsilon 6e-8): on these systems its
 own rounding reaches 3e-6, so it is held to 1e-5; pyscal3 checks the same channels to 1e-6.
 pyscal3 and freud see the like/unlike channels through their own neighbour lists filtered by
-species; OVITO, which has no channels, checks the all channel and the Frame adapter.
+species; OVITO, which has no channels, checks the all channel and the Snapshot adapter.
 """
 
 import freud
@@ -18,8 +18,7 @@ from ovito.io.ase import ase_to_ovito
 from ovito.modifiers import SteinhardtParametersModifier
 
 from ovito_atomclass import FeatureSpec, compute_features
-
-from .structures import random_alloy
+from ovito_atomclass.samples import random_alloy
 
 ATOL = 1e-6
 FREUD_ATOL = 1e-5

@@ -13,11 +13,11 @@ from scipy.special import sph_harm_y
 from sklearn.tree import DecisionTreeClassifier
 
 from ovito_atomclass import FeatureSet, FeatureSpec, compute_features, load_model
+from ovito_atomclass.crystals import l12_ni3al
 from ovito_atomclass.model import save_model
+from ovito_atomclass.samples import random_alloy
 from ovito_atomclass.spec import spec_from_dict, spec_from_json
 from ovito_atomclass.training import parse_config
-
-from .structures import l12_ni3al, random_alloy
 
 CHANNEL_MASKS = {"all": lambda same: np.ones_like(same), "like": lambda same: same, "unlike": lambda same: ~same}
 
@@ -261,10 +261,11 @@ def test_bad_feature_sets_are_refused_clearly(specs, message):
 
 def test_training_config_with_feature_tables(tmp_path):
     classes = [{"name": "fccNi"}, {"name": "bccFe"}]
-    tables = [{"label": "cp", "cutoff": None, "num_neighbors": 12, "relative_cutoff": 1.2, "radial": 2},
+    # TOML has no null: a table with num_neighbors and no cutoff has none
+    tables = [{"label": "cp", "num_neighbors": 12, "relative_cutoff": 1.2, "radial": 2},
               {"label": "n4", "cutoff": None, "num_neighbors": 4}]
     config = parse_config({"classes": classes, "features": tables}, tmp_path / "c.toml")
-    assert config.spec == FeatureSet((FeatureSpec(**tables[0]), FeatureSpec(**tables[1])))
+    assert config.spec == FeatureSet((FeatureSpec(cutoff=None, **tables[0]), FeatureSpec(**tables[1])))
     tables[1]["relative"] = 1.2
     with pytest.raises(ValueError, match=r"\[\[features\]\] table 2 \(n4\): .*\['relative'\]"):
         parse_config({"classes": classes, "features": tables}, tmp_path / "c.toml")
@@ -302,3 +303,21 @@ def test_the_neighbour_store_widens_when_neighbours_do_not_fit(monkeypatch):
     expected = compute_features(atoms, spec)
     monkeypatch.setattr(Definitions, "typical_neighbors", lambda self, which, grid: 3)
     np.testing.assert_array_equal(compute_features(atoms, spec, block_size=40), expected)
+
+
+def test_work_arrays_kept_between_frames_carry_no_values_over():
+    # the engine keeps its large work arrays for the next frame: a frame after a different one
+    # must give what it gives in fresh memory
+    from ovito_atomclass import features
+
+    dense = random_alloy(n_cells=3, seed=12)
+    small = random_alloy(n_cells=2, seed=13)
+    small.rattle(0.05, seed=2)
+    specs = [FeatureSpec(averaged=True, counts=True), SCALE_FREE]
+    features._kept.clear()
+    fresh = [compute_features(small, s) for s in specs]
+    for spec, expected in zip(specs, fresh, strict=True):
+        compute_features(dense, SCALE_FREE)
+        compute_features(dense, FeatureSpec(averaged=True, counts=True))
+        assert features._kept  # memory was kept, and is now reused
+        np.testing.assert_array_equal(compute_features(small, spec), expected)

@@ -151,7 +151,7 @@ def test_dataset_is_reproducible_and_labelled_by_class():
     c = build_dataset(SMALL, spec, aug, seed=6, progress=False)
     np.testing.assert_array_equal(a.X, b.X)
     assert not np.array_equal(a.X, c.X)
-    assert a.counts() == {"fccNi": 432, "gamma": 432, "bccFe": 512}
+    assert a.class_sizes() == {"fccNi": 432, "gamma": 432, "bccFe": 512}
     assert a.feature_names == spec.feature_names and a.class_names == ["fccNi", "gamma", "bccFe"]
     assert a.draw.max() == 11 and np.unique(a.stdev).tolist() == [0.01, 0.05]
     # every row of a draw has its class, and each draw is one template's worth of features
@@ -179,7 +179,7 @@ def test_dataset_keeps_only_the_marked_members_with_features_of_the_whole_templa
                          progress=False)
     atoms = _SlabInterior().template(RNG(0), 9.0)
     members = atoms.arrays[MEMBERS]
-    assert data.counts() == {"interior": int(members.sum()), "bccFe": 128} and 0 < members.sum() < len(atoms)
+    assert data.class_sizes() == {"interior": int(members.sum()), "bccFe": 128} and 0 < members.sum() < len(atoms)
     np.testing.assert_allclose(data.X[data.y == 0], compute_features(atoms, spec)[members])
     atoms.arrays[MEMBERS][:] = False
     empty = type("Empty", (), {"name": "empty", "color": (0, 0, 0), "template": lambda self, rng, w: atoms})()
@@ -299,8 +299,12 @@ def test_tiny_end_to_end_training_exports_an_agreeing_model(tmp_path, capsys):
     card = (tmp_path / "m.md").read_text()
     assert "| 1 | bccCu |" in card and "ann" in card
     # the command line: same seed, same model; bad input gives exit code 1 or 2
-    assert main(["train", str(config.path), "-o", str(tmp_path / "cli.onnx"), "--quiet", "--report",
+    capsys.readouterr()
+    assert main(["train", str(config.path), "-o", str(tmp_path / "cli.onnx"), "-v", "--report",
                  str(tmp_path / "report")]) == 0
+    shown = capsys.readouterr().out.splitlines()  # -v: a line per model tried, then the summary
+    assert shown[0].startswith("  ann       test macro ROC AUC")
+    assert shown[-1].startswith(f"{tmp_path / 'cli.onnx'}: ann")
     np.testing.assert_allclose(load_model(tmp_path / "cli.onnx").predict_proba(X), onnx, atol=1e-6)
     assert "ann" in (tmp_path / "report" / "summary.md").read_text() and (tmp_path / "report" / "roc").is_dir()
     assert main(["train", str(config.path), "-o", str(config.path), "--quiet"]) == 1
@@ -334,18 +338,12 @@ def test_a_model_skl2onnx_cannot_export_is_named_and_the_next_best_is_taken(tmp_
 # --- shipped models -------------------------------------------------------------------
 
 
-def test_seed_model_reproduces_the_reference_precipitate_fractions():
-    model = load_model(models_dir() / "seed.onnx")
-    assert model.classes == REFERENCE_NAMES and len(model.spec.feature_names) == 9
-    predicted = np.array(model.classes)[model.predict(compute_features(precipitate(), model.spec))]
-    percent = {name: 100 * np.mean(predicted == name) for name in ("fccNi", "gamma_prime", "gamma")}
-    for name, reference in {"fccNi": 84.03, "gamma_prime": 9.83, "gamma": 6.15}.items():
-        assert abs(percent[name] - reference) <= 1.0, (name, percent[name])
-
-
-def test_reference10_model_meets_its_test_targets():
+def test_reference10_model_labels_fresh_hot_templates_of_every_class():
+    # templates it never saw: a new seed, rattled by 0.1 Å and strained by up to 2 %
     model = load_model(models_dir() / "reference10.onnx")
     assert model.classes == [*REFERENCE_NAMES, OTHER]
-    test = model.summary["test"]
-    assert min(test["precision"]) >= 0.99 and min(test["auc"]) >= 0.999
-    assert model.summary["onnx"]["labels"] >= 0.999 and model.summary["onnx"]["max_prob_diff"] < 1e-4
+    rng = RNG(123)
+    for name, cls in REFERENCE_CLASSES.items():
+        atoms = perturb(cls.template(rng, 12.0), 0.1, 0.02, rng)
+        predicted = np.array(model.classes)[model.predict(compute_features(atoms, model.spec))]
+        assert np.mean(predicted == name) >= 0.98, name
