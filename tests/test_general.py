@@ -25,7 +25,7 @@ from ovito_atomclass.crystals import (
     surface_template,
 )
 from ovito_atomclass.dataset import build_dataset
-from ovito_atomclass.model import models_dir
+from ovito_atomclass.model import DEFAULT_THRESHOLD, models_dir
 from ovito_atomclass.spec import FeatureSpec
 from ovito_atomclass.training import parse_config
 
@@ -216,9 +216,6 @@ REAL_CRYSTALS = {  # name: (unit cell, repeats, expected class)
     "L1_0 CuAu": (_l10(3.96, 3.67), 4, "L1_0"),
     "B2 NiAl": (bulk("NiAl", "cesiumchloride", a=2.887), 5, "B2"),
 }
-THRESHOLD = 0.4  # the recommended default threshold of the modifier (see README, "Shipped models")
-
-
 @pytest.fixture(scope="module")
 def general():
     model = load_model(models_dir() / "default.onnx")
@@ -228,10 +225,10 @@ def general():
 
 def classify(model, atoms) -> tuple[np.ndarray, np.ndarray]:
     """Class names (N,) and confidence (N,) of the general model, as the modifier gives them
-    (below :data:`THRESHOLD` = Other)."""
+    (below the default threshold = Other)."""
     proba = model.predict_proba(compute_features(atoms, model.spec))
     labels = np.array(model.classes)[proba.argmax(axis=1)]
-    return np.where(proba.max(axis=1) >= THRESHOLD, labels, "Other"), proba.max(axis=1)
+    return np.where(proba.max(axis=1) >= DEFAULT_THRESHOLD, labels, "Other"), proba.max(axis=1)
 
 
 @pytest.mark.parametrize("name", list(REAL_CRYSTALS))
