@@ -27,10 +27,13 @@ import numba
 import numpy as np
 
 from . import bond_kernel, neighbors
-from .bond_kernel import ATOMS_PER_TASK, q_l
+from .bond_kernel import q_l
 from .files import cache_dir, write_atomically
+from .parallel import run_chunks
 from .spec import CHANNELS, DEFAULT_DEGREES
 
+# atoms that share the scratch arrays of the averaging kernel
+SCRATCH_GROUP = 256
 CHANNEL_CODES = {name: code for code, name in enumerate(CHANNELS)}
 # the generated Y_lm code for DEFAULT_DEGREES, shipped so that the default kernel needs no cache folder
 SHIPPED_YLM = Path(__file__).with_name(f"_ylm_{'_'.join(map(str, DEFAULT_DEGREES))}.py")
@@ -216,8 +219,8 @@ def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, f
     a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom without neighbours
     in a channel gets 0 there."""
     short = np.zeros(block.stop - block.start, dtype=np.bool_)
-    bond_kernel_for(plan.degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, defs.arrays(grid),
-                                  plan.arrays, features, bond_counts, sums, neighbors, short)
+    run_chunks(bond_kernel_for(plan.degrees), 0, len(short), grid.wrapped[block], codes[block], codes, grid.arrays,
+               defs.arrays(grid), plan.arrays, features, bond_counts, sums, neighbors, short)
     return short
 
 
@@ -227,22 +230,23 @@ def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
     return values.sum(axis=1) if channel == "all" else values[:, CHANNEL_CODES[channel] - 1]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(start, stop, codes, bond_counts, sums, neighbors, plan, out):
-    """out[t, qbar_col[d] + (c, l)] = q_l of the mean of the channel-c q_lm of definition d over
-    atom i = start + t and its neighbours in channel c (Lechner-Dellago); q_lm from every atom's
-    like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond ``bond_counts`` (N, D, 2), the
-    neighbours of atom i ``neighbors[i, :bond_counts[i, d].sum()]``."""
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _average_kernel(lo, hi, first, codes, bond_counts, sums, neighbors, plan, out):
+    """out[i - first, qbar_col[d] + (c, l)] for the atoms i = lo..hi - 1: q_l of the mean of the
+    channel-c q_lm of definition d over atom i and its neighbours in channel c (Lechner-Dellago);
+    q_lm from every atom's like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond
+    ``bond_counts`` (N, D, 2), the neighbours of atom i ``neighbors[i, :bond_counts[i, d].sum()]``."""
     offset, ch_start, ch_codes, deg_start, deg_values, _, qbar_col, slot, _ = plan
     n_defs = bond_counts.shape[1]
     m = 2 * sums.shape[4]
     flat = sums.reshape(len(sums), sums.shape[1], 2 * m)  # per atom and slot: like sums (re, im), unlike ones
-    n_tasks = (stop - start + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
-    for task in numba.prange(n_tasks):
+    for group in range(lo, hi, SCRATCH_GROUP):
+        # scratch allocated per group of atoms, not once per call: measured, LLVM then compiles
+        # the loops below a third faster
         acc = np.empty((3, m))  # channel (all, like, unlike), (re, im) x lm
         members = np.empty(3, dtype=np.int64)
         wanted = np.empty(3, dtype=np.bool_)
-        for i in range(start + task * ATOMS_PER_TASK, min(stop, start + (task + 1) * ATOMS_PER_TASK)):
+        for i in range(group, min(hi, group + SCRATCH_GROUP)):
             for d in range(n_defs):
                 if qbar_col[d] < 0:
                     continue
@@ -265,12 +269,16 @@ def _average_kernel(start, stop, codes, bond_counts, sums, neighbors, plan, out)
                     members[0] += wanted[0]
                     members[1] += wanted[1] and same
                     members[2] += wanted[2] and (jj == p or not same)
-                    for x in range(m):
-                        a = np.float64(flat[j, s, x])  # widened before adding: sums in double precision
-                        b = np.float64(flat[j, s, m + x])
-                        acc[0, x] += (a + b) * w_all
-                        acc[1, x] += a * w_like
-                        acc[2, x] += b * w_unlike
+                    if wanted[1] or wanted[2]:
+                        for x in range(m):
+                            a = np.float64(flat[j, s, x])  # widened before adding: sums in double precision
+                            b = np.float64(flat[j, s, m + x])
+                            acc[0, x] += (a + b) * w_all
+                            acc[1, x] += a * w_like
+                            acc[2, x] += b * w_unlike
+                    else:  # the all channel alone: a third of the work
+                        for x in range(m):
+                            acc[0, x] += (np.float64(flat[j, s, x]) + np.float64(flat[j, s, m + x])) * w_all
                 n_deg = deg_start[d + 1] - deg_start[d]
                 for ci in range(ch_start[d], ch_start[d + 1]):
                     ch = ch_codes[ci]
@@ -279,7 +287,7 @@ def _average_kernel(start, stop, codes, bond_counts, sums, neighbors, plan, out)
                     column = qbar_col[d] + (ci - ch_start[d]) * n_deg
                     for j in range(n_deg):
                         l = deg_values[deg_start[d] + j]
-                        out[i - start, column + j] = q_l(acc, ch, m // 2, offset[l], l)
+                        out[i - first, column + j] = q_l(acc, ch, m // 2, offset[l], l)
 
 
 def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, bond_counts: np.ndarray, sums: np.ndarray,
@@ -289,7 +297,8 @@ def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, bond_counts: n
     ``sums`` (N, slots, 2, 2, n_lm) and ``neighbors`` (N, W) of :func:`bond_orders`
     (``sums`` in single precision halve the memory traffic and change q̄_l by about 1e-8,
     below the rounding of the model's float32 input)."""
-    _average_kernel(block.start, block.stop, codes, bond_counts, sums, neighbors, plan.arrays, features)
+    run_chunks(_average_kernel, block.start, block.stop, block.start, codes, bond_counts, sums, neighbors,
+               plan.arrays, features)
 
 
 @cache
