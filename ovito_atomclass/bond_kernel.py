@@ -60,20 +60,20 @@ def channel_range(channel):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def bond_order_kernel(start, stop, cpos, ccode, codes, grid, defs, plan, features, bond_counts, sums_out, neighbors_out,
-                      short):
+def bond_order_kernel(start, stop, cpos, ccode, codes, grid, defs, plan, features, bond_counts, means_out,
+                      neighbors_out, short):
     """For the centres t = start..stop - 1 at ``cpos`` (n, 3) of species ``ccode`` (n,) and every
     definition d of ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
-    like/unlike bond counts into ``bond_counts`` (n, D, 2), the like/unlike Y_lm sums into
-    ``sums_out`` (n, slots, 2, 2, n_lm) for definitions with a slot (if ``sums_out`` has rows),
+    like/unlike bond counts into ``bond_counts`` (n, D, 2), the mean Y_lm (q_lm) of the channels of
+    the definitions with store rows into ``means_out`` (n, rows, 2, n_lm) (if it has rows),
     the neighbours of the averaged definitions, nearest first, into ``neighbors_out`` (n, W)
     as far as they fit, and True into ``short`` (n,) where the search radius was too small.
     ``plan`` = (lm offsets, channel starts, channel codes, degree starts, degrees, q columns,
-    q̄ columns, sums slots, radial columns) per definition (see ``steinhardt.KernelPlan``).
+    q̄ columns, store rows, radial columns) per definition (see ``steinhardt.KernelPlan``).
     Serial: :func:`parallel.run_chunks` runs it on chunks of centres."""
-    offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, slot, r_col = plan
+    offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, row, r_col = plan
     n_defs = len(defs[0])
-    n_lm = sums_out.shape[4]
+    n_lm = means_out.shape[3]
     # scratch reused by the atoms of the chunk: allocation per atom would dominate
     found, found_vec, r2, order, idx, vec = search_scratch(256)
     prefix = np.empty(n_defs, dtype=np.int64)
@@ -110,14 +110,22 @@ def bond_order_kernel(start, stop, cpos, ccode, codes, grid, defs, plan, feature
                     bond_counts[t, d, 0] = n_like
                     bond_counts[t, d, 1] = j + 1 - n_like
         for d in range(n_defs):
-            if slot[d] >= 0 and sums_out.shape[0]:
-                _copy3(sums_out[t, slot[d]], acc[d])
             n_deg = deg_start[d + 1] - deg_start[d]
             for i in range(ch_start[d], ch_start[d + 1]):
                 lo, hi = channel_range(ch_codes[i])
                 n_c = 0
                 for ch in range(lo, hi):
                     n_c += bond_counts[t, d, ch]
+                if row[d] >= 0 and means_out.shape[0]:
+                    r = row[d] + i - ch_start[d]
+                    scale = 1.0 / n_c if n_c else 0.0
+                    for part in range(2):
+                        if hi - lo == 2:  # all: like + unlike
+                            for x in range(n_lm):
+                                means_out[t, r, part, x] = (acc[d, 0, part, x] + acc[d, 1, part, x]) * scale
+                        else:
+                            for x in range(n_lm):
+                                means_out[t, r, part, x] = acc[d, lo, part, x] * scale
                 column = q_col[d] + (i - ch_start[d]) * n_deg
                 for j in range(n_deg):
                     l = deg_values[deg_start[d] + j]
