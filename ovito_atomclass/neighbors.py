@@ -234,7 +234,7 @@ def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, p
     :func:`search_scratch`: atom indices ``idx``, bond vectors (Å) ``vec`` and squared
     lengths ``r2``, sorted by distance unless every definition takes all of them.  The first
     ``prefix[d]`` bonds are the neighbours of definition d, ``length[d]`` its local length
-    (Å).  Returns (count, complete), complete False if the grid's radius may have missed atoms
+    (Å; 0 where no radial column or relative cutoff reads it).  Returns (count, complete), complete False if the grid's radius may have missed atoms
     that a definition needs (then a search over a larger radius is due), or (-size, False)
     if the scratch arrays need room for ``size`` candidates.  Only numbers come back: returning
     arrays would cost reference counting for every atom."""
@@ -257,7 +257,7 @@ def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, p
             length[d] = _mean_distance(r2, prefix[d]) if radial[d] else 0.0
         else:
             m = min(near[d], c)
-            length[d] = _mean_distance(r2, m)
+            length[d] = _mean_distance(r2, m) if radial[d] or kind[d] == RELATIVE else 0.0
             if kind[d] == RELATIVE:
                 reach2 = limit[d] * length[d] * length[d]
                 complete = complete and reach2 <= room2
