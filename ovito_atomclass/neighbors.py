@@ -234,9 +234,10 @@ def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, p
     :func:`search_scratch`: atom indices ``idx``, bond vectors (Å) ``vec`` and squared
     lengths ``r2``, sorted by distance unless every definition takes all of them.  The first
     ``prefix[d]`` bonds are the neighbours of definition d, ``length[d]`` its local length
-    (Å; 0 where no radial column or relative cutoff reads it).  Returns (count, complete), complete False if the grid's radius may have missed atoms
-    that a definition needs (then a search over a larger radius is due), or (-size, False)
-    if the scratch arrays need room for ``size`` candidates.  Only numbers come back: returning
+    (Å; 0 where no radial column or relative cutoff reads it).  Returns (count, complete),
+    complete False if the grid's radius may have missed atoms that a definition needs (then a
+    search over a larger radius is due), or (-size, False) if the scratch arrays need room for
+    ``size`` candidates.  Only numbers come back: returning
     arrays would cost reference counting for every atom."""
     bin_start, spos, sowner, origin, inv_bin, nbins, r2max = grid
     kind, limit, near, radial, need, sort, room2 = defs
