@@ -39,7 +39,7 @@ from pathlib import Path
 # the child: label one frame, recording numba's compilations (outermost only) and the time of
 # each, and the CPU time of each compiler pass per function
 CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, re, sys, time
     from collections import defaultdict
     from numba.core import event
 
@@ -61,7 +61,9 @@ CHILD = textwrap.dedent("""
             pass_stack.append(time.thread_time())
 
         def on_end(self, ev):
-            passes[ev.data["qualname"].split(".")[-1] + ": " + ev.data["name"]] += time.thread_time() - pass_stack.pop()
+            # parfor gufuncs are named by an address: one line for all of them, comparable between runs
+            name = re.sub("0x[0-9a-f]+", "*", ev.data["qualname"].split(".")[-1] + ": " + ev.data["name"])
+            passes[name] += time.thread_time() - pass_stack.pop()
 
     event.register("numba:compile", Listener())
     event.register("numba:run_pass", Passes())
