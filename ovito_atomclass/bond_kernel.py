@@ -59,72 +59,77 @@ def channel_range(channel):
     return (0, 2) if channel == 0 else (channel - 1, channel)
 
 
-ATOMS_PER_TASK = 256
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def bond_order_kernel(cpos, ccode, codes, grid, defs, plan, features, bond_counts, sums_out, neighbors_out, short):
-    """For the centres at ``cpos`` (n, 3) of species ``ccode`` (n,) and every definition d of
-    ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
-    like/unlike bond counts into ``bond_counts`` (n, D, 2), the like/unlike Y_lm sums into
-    ``sums_out`` (n, slots, 2, 2, n_lm) for definitions with a slot (if ``sums_out`` has rows),
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def bond_order_kernel(start, stop, cpos, ccode, codes, grid, defs, plan, features, bond_counts, means_out,
+                      neighbors_out, short):
+    """For the centres t = start..stop - 1 at ``cpos`` (n, 3) of species ``ccode`` (n,) and every
+    definition d of ``defs``: q_l and the radial columns into their columns of ``features`` (n, columns),
+    like/unlike bond counts into ``bond_counts`` (n, D, 2), the mean Y_lm (q_lm) of the channels of
+    the definitions with store rows into ``means_out`` (n, rows, 2, n_lm) (if it has rows),
     the neighbours of the averaged definitions, nearest first, into ``neighbors_out`` (n, W)
     as far as they fit, and True into ``short`` (n,) where the search radius was too small.
     ``plan`` = (lm offsets, channel starts, channel codes, degree starts, degrees, q columns,
-    q̄ columns, sums slots, radial columns) per definition (see ``steinhardt.KernelPlan``)."""
-    offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, slot, r_col = plan
+    q̄ columns, store rows, radial columns) per definition (see ``steinhardt.KernelPlan``).
+    Serial: :func:`parallel.run_chunks` runs it on chunks of centres."""
+    offset, ch_start, ch_codes, deg_start, deg_values, q_col, qbar_col, row, r_col = plan
     n_defs = len(defs[0])
-    n_lm = sums_out.shape[4]
-    n_tasks = (len(cpos) + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
-    for task in numba.prange(n_tasks):
-        # scratch reused by the atoms of one task: allocation per atom would dominate
-        found, found_vec, r2, order, idx, vec = search_scratch(256)
-        prefix = np.empty(n_defs, dtype=np.int64)
-        length = np.empty(n_defs)
-        run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
-        acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
-        for t in range(task * ATOMS_PER_TASK, min(len(cpos), (task + 1) * ATOMS_PER_TASK)):
+    n_lm = means_out.shape[3]
+    # scratch reused by the atoms of the chunk: allocation per atom would dominate
+    found, found_vec, r2, order, idx, vec = search_scratch(256)
+    prefix = np.empty(n_defs, dtype=np.int64)
+    length = np.empty(n_defs)
+    run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
+    acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
+    for t in range(start, stop):
+        c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
+        if c < 0:  # more candidates than room
+            found, found_vec, r2, order, idx, vec = search_scratch(-c)
             c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
-            if c < 0:  # more candidates than room
-                found, found_vec, r2, order, idx, vec = search_scratch(-c)
-                c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
-            short[t] = not complete
-            last = 0
-            averaged = 0
+        short[t] = not complete
+        last = 0
+        averaged = 0
+        for d in range(n_defs):
+            last = max(last, prefix[d])
+            if qbar_col[d] >= 0:
+                averaged = max(averaged, prefix[d])
+            bond_counts[t, d, 0] = 0
+            bond_counts[t, d, 1] = 0
+            if prefix[d] == 0:
+                acc[d] = 0.0
+        for j in range(min(averaged, neighbors_out.shape[1])):
+            neighbors_out[t, j] = idx[j]
+        run[:] = 0.0
+        n_like = 0
+        for j in range(last):
+            ch = 0 if codes[idx[j]] == ccode[t] else 1
+            n_like += 1 - ch
+            add_bond(vec[j, 0], vec[j, 1], vec[j, 2], run, ch)
             for d in range(n_defs):
-                last = max(last, prefix[d])
-                if qbar_col[d] >= 0:
-                    averaged = max(averaged, prefix[d])
-                bond_counts[t, d, 0] = 0
-                bond_counts[t, d, 1] = 0
-                if prefix[d] == 0:
-                    acc[d] = 0.0
-            for j in range(min(averaged, neighbors_out.shape[1])):
-                neighbors_out[t, j] = idx[j]
-            run[:] = 0.0
-            n_like = 0
-            for j in range(last):
-                ch = 0 if codes[idx[j]] == ccode[t] else 1
-                n_like += 1 - ch
-                add_bond(vec[j, 0], vec[j, 1], vec[j, 2], run, ch)
-                for d in range(n_defs):
-                    if prefix[d] == j + 1:
-                        _copy3(acc[d], run)
-                        bond_counts[t, d, 0] = n_like
-                        bond_counts[t, d, 1] = j + 1 - n_like
-            for d in range(n_defs):
-                if slot[d] >= 0 and sums_out.shape[0]:
-                    _copy3(sums_out[t, slot[d]], acc[d])
-                n_deg = deg_start[d + 1] - deg_start[d]
-                for i in range(ch_start[d], ch_start[d + 1]):
-                    lo, hi = channel_range(ch_codes[i])
-                    n_c = 0
-                    for ch in range(lo, hi):
-                        n_c += bond_counts[t, d, ch]
-                    column = q_col[d] + (i - ch_start[d]) * n_deg
-                    for j in range(n_deg):
-                        l = deg_values[deg_start[d] + j]
-                        # no neighbour in this channel: q_l = 0
-                        features[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c if n_c else 0.0
-                for k in range(defs[3][d]):
-                    features[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d] if k < c and length[d] > 0.0 else 0.0
+                if prefix[d] == j + 1:
+                    _copy3(acc[d], run)
+                    bond_counts[t, d, 0] = n_like
+                    bond_counts[t, d, 1] = j + 1 - n_like
+        for d in range(n_defs):
+            n_deg = deg_start[d + 1] - deg_start[d]
+            for i in range(ch_start[d], ch_start[d + 1]):
+                lo, hi = channel_range(ch_codes[i])
+                n_c = 0
+                for ch in range(lo, hi):
+                    n_c += bond_counts[t, d, ch]
+                if row[d] >= 0 and means_out.shape[0]:
+                    r = row[d] + i - ch_start[d]
+                    scale = 1.0 / n_c if n_c else 0.0
+                    for part in range(2):
+                        if hi - lo == 2:  # all: like + unlike
+                            for x in range(n_lm):
+                                means_out[t, r, part, x] = (acc[d, 0, part, x] + acc[d, 1, part, x]) * scale
+                        else:
+                            for x in range(n_lm):
+                                means_out[t, r, part, x] = acc[d, lo, part, x] * scale
+                column = q_col[d] + (i - ch_start[d]) * n_deg
+                for j in range(n_deg):
+                    l = deg_values[deg_start[d] + j]
+                    # no neighbour in this channel: q_l = 0
+                    features[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c if n_c else 0.0
+            for k in range(defs[3][d]):
+                features[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d] if k < c and length[d] > 0.0 else 0.0

@@ -54,8 +54,9 @@ def feature_blocks(snapshot: Snapshot, spec: FeatureSpec | FeatureSet,
     """Yield ``(atoms, features)`` for blocks of at most ``block_size`` atoms: their indices
     (n,) and features (n, len(spec.feature_names)); every atom comes once.  One neighbour
     search per atom serves every definition of ``spec``.  Memory stays bounded by the block
-    size, but for neighbour-averaged features every atom's Y_lm sums and neighbours are kept
-    (4 * 4 * sum(l + 1) bytes per atom and definition with q̄_l or w_l, 4 bytes per neighbour),
+    size, but for neighbour-averaged features every atom's q_lm and neighbours are kept
+    (4 * 2 * sum(l + 1) bytes per atom and channel of a definition with q̄_l or w_l, 4 bytes
+    per neighbour),
     and the blocks come in Morton order."""
     specs = spec.specs
     check_species(snapshot, spec)
@@ -87,8 +88,8 @@ def feature_blocks(snapshot: Snapshot, spec: FeatureSpec | FeatureSet,
 class _BondPass:
     """The bond pass over the blocks of one frame (atoms in the order the blocks index them).
 
-    With ``keep``, every atom's bond counts (N, D, 2), like/unlike Y_lm sums in single
-    precision (N, slots, 2, 2, n_lm) and the neighbours of the averaged definitions (N, W)
+    With ``keep``, every atom's bond counts (N, D, 2), q_lm of the stored channels in single
+    precision (N, rows, 2, n_lm) and the neighbours of the averaged definitions (N, W)
     are kept for the neighbour averages: ``bond_counts``, ``store``, ``neighbors``.  The grid
     grows where a search was incomplete, W where neighbours did not fit, and the block is
     done again; a complete search does not depend on the radius, so earlier blocks stay valid."""
@@ -100,7 +101,7 @@ class _BondPass:
         self.grid = self.defs.grid(positions, cell, pbc)
         n, plan = len(codes), self.plan
         rows = n if keep else min(block_size, n)  # the frame's, or one block's at a time
-        self.store = _work_array("store", (rows if plan.slots else 0, plan.slots, 2, 2, plan.n_lm), np.float32)
+        self.store = _work_array("store", (rows if plan.rows else 0, plan.rows, 2, plan.n_lm), np.float32)
         self.bond_counts = _work_array("bond_counts", (rows, len(specs), 2), np.int32)
         self.averaged = np.flatnonzero(plan.qbar_col >= 0)
         width = self.defs.typical_neighbors(plan.qbar_col >= 0, self.grid)
@@ -128,11 +129,11 @@ class _BondPass:
             wider = np.empty((len(self.neighbors), width + width // 4 + 2), dtype=np.int32)
             wider[:, : self.neighbors.shape[1]] = self.neighbors
             self.neighbors = wider
-        bond_counts, sums, plan = self.bond_counts[rows], self.store[rows], self.plan
+        bond_counts, means, plan = self.bond_counts[rows], self.store[rows], self.plan
         for d, s in enumerate(self.specs):
             for i, c in enumerate(s.channels):
                 if s.wigner:
-                    ylm = channel_total(sums[:, plan.slot[d]], c).astype(np.float64)
+                    ylm = means[:, plan.row[d] + i].astype(np.float64)
                     columns = slice(plan.w_col[d] + i * len(s.degrees), plan.w_col[d] + (i + 1) * len(s.degrees))
                     features[:, columns] = invariants_w(ylm, s.degrees, plan.degrees)
                 if s.counts:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_atomically
+from .parallel import run_chunks
 from .spec import FeatureSet, FeatureSpec, spec_from_json
 
 FORMAT = "ovito-atomclass/1"
@@ -36,6 +37,8 @@ COUNTS_ATTRIBUTE = "AtomClassifier.counts."
 # reference precipitate to it
 DEFAULT_THRESHOLD = 0.4
 _CACHE_SIZE = 8
+# rows per onnxruntime call: a millisecond or two of inference
+INFERENCE_CHUNK = 4096
 
 
 def counts_attribute(name: str) -> str:
@@ -112,8 +115,8 @@ class AtomClassifier:
     summary: dict = field(default_factory=dict)
     digest: str = ""
     _payload: bytes = field(default=b"", repr=False)
-    # onnxruntime sessions, one per thread count: not picklable, so never kept in a modifier's traits
-    _sessions: dict = field(default_factory=dict, repr=False)
+    # the onnxruntime session: not picklable, so never kept in a modifier's traits
+    _inference: object = field(default=None, repr=False)
 
     @property
     def type_ids(self) -> np.ndarray:
@@ -129,34 +132,34 @@ class AtomClassifier:
         return [table[i] for i in sorted(table)]
 
     def _session(self):
-        import numba
         import onnxruntime as ort
 
-        # inference uses as many threads as the feature engine, so worker processes that share
-        # the cores (atomclass label -j N) do not oversubscribe them
-        threads = numba.get_num_threads()
+        # one thread per call: calls on chunks of rows run side by side (parallel.run_chunks), which
+        # scales with the threads where onnxruntime's own threads do not for tree ensembles
         with _LOCK:
-            if threads not in self._sessions:
+            if self._inference is None:
                 options = ort.SessionOptions()
                 options.log_severity_level = 3
-                options.intra_op_num_threads = threads
+                options.intra_op_num_threads = 1
                 options.inter_op_num_threads = 1
-                # idle threads sleep instead of spinning: the feature kernels run between two calls
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = ort.InferenceSession(self._payload, options,
-                                                               providers=["CPUExecutionProvider"])
-            return self._sessions[threads]
+                self._inference = ort.InferenceSession(self._payload, options, providers=["CPUExecutionProvider"])
+            return self._inference
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, len(classes)) for features X (n, len(spec.feature_names))."""
+        """Class probabilities (n, len(classes)) for features X (n, len(spec.feature_names)),
+        computed on chunks of rows by the engine's threads (:mod:`parallel`)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.spec.feature_names):
             raise ValueError(f"the model expects {len(self.spec.feature_names)} features per atom, got shape {X.shape}")
-        if len(X) == 0:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
         session = self._session()
-        outputs = session.run(["probabilities"], {session.get_inputs()[0].name: X})
-        return outputs[0]
+        name = session.get_inputs()[0].name
+        proba = np.empty((len(X), len(self.classes)), dtype=np.float32)
+
+        def predict(lo: int, hi: int) -> None:
+            proba[lo:hi] = session.run(["probabilities"], {name: X[lo:hi]})[0]
+
+        run_chunks(predict, 0, len(X), chunk=INFERENCE_CHUNK)
+        return proba
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index (n,) into ``classes`` of the most probable class."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .parallel import run_chunks
+
 # The largest number of periodic images the padding may create per real atom; beyond it
 # the cell is absurdly small for the cutoff and the caller is told so.
 _MAX_IMAGES_PER_ATOM = 4096
@@ -24,6 +26,15 @@ CUTOFF, NEAREST, RELATIVE = 0, 1, 2
 # bins are at least radius / BINS_PER_RADIUS wide, and a search scans BINS_PER_RADIUS bins to
 # each side: smaller bins hold fewer atoms outside the search sphere
 BINS_PER_RADIUS = 2
+
+
+def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners (3,), lowest and highest, of the bounding box of ``points`` (n, 3), in
+    their units (zeros if there are none): column by column, which numpy does about twenty
+    times faster than along axis 0."""
+    if not len(points):
+        return np.zeros(3), np.zeros(3)
+    return np.array([points[:, i].min() for i in range(3)]), np.array([points[:, i].max() for i in range(3)])
 
 
 def complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
@@ -68,24 +79,23 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
         )
     reach = np.where(pbc, np.ceil(pad), 0).astype(np.int64)
     pad = np.where(pbc, pad, np.inf)  # atoms may lie anywhere along open directions
-    image_counts = _images(frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    image_counts = np.empty(n, dtype=np.int64)
+    run_chunks(_images, 0, n, frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), image_counts)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(image_counts, out=offsets[1:])
     ghost_frac = np.empty((offsets[-1], 3))
     ghost_owner = np.empty(offsets[-1], dtype=np.int64)
-    _images(frac, pad, reach, ghost_frac, ghost_owner, offsets)
+    run_chunks(_images, 0, n, frac, pad, reach, ghost_frac, ghost_owner, offsets)
     return np.einsum("ij,jk->ik", np.concatenate([frac, ghost_frac]), cell), np.concatenate([owner, ghost_owner])
 
 
-@numba.njit(parallel=True, cache=True)
-def _images(frac, pad, reach, out_frac, out_owner, offsets):
-    """For each atom, the periodic images (shift != 0) whose fractional coordinates lie
-    within ``pad`` of the unit cube: counted (n,) if ``out_frac`` is empty, else written
-    from ``offsets[atom]`` on."""
-    n = len(frac)
-    image_counts = np.zeros(n, dtype=np.int64)
+@numba.njit(nogil=True, cache=True)
+def _images(start, stop, frac, pad, reach, out_frac, out_owner, offsets):
+    """For the atoms a = start..stop - 1, the periodic images (shift != 0) whose fractional
+    coordinates lie within ``pad`` of the unit cube: counted into ``offsets[a]`` if ``out_frac``
+    is empty, else written from ``offsets[a]`` on."""
     fill = len(out_frac) > 0
-    for a in numba.prange(n):
+    for a in range(start, stop):
         c = 0
         for i in range(-reach[0], reach[0] + 1):
             x = frac[a, 0] + i
@@ -105,8 +115,8 @@ def _images(frac, pad, reach, out_frac, out_owner, offsets):
                         out_frac[offsets[a] + c, 2] = z
                         out_owner[offsets[a] + c] = a
                     c += 1
-        image_counts[a] = c
-    return image_counts
+        if not fill:
+            offsets[a] = c
 
 
 @numba.njit(cache=True, inline="always")
@@ -224,7 +234,7 @@ def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, p
     :func:`search_scratch`: atom indices ``idx``, bond vectors (Å) ``vec`` and squared
     lengths ``r2``, sorted by distance unless every definition takes all of them.  The first
     ``prefix[d]`` bonds are the neighbours of definition d, ``length[d]`` its local length
-    (Å).  Returns (count, complete), complete False if the grid's radius may have missed atoms
+    (Å; 0 where no radial column or relative cutoff reads it).  Returns (count, complete), complete False if the grid's radius may have missed atoms
     that a definition needs (then a search over a larger radius is due), or (-size, False)
     if the scratch arrays need room for ``size`` candidates.  Only numbers come back: returning
     arrays would cost reference counting for every atom."""
@@ -247,7 +257,7 @@ def neighborhood(points, t, grid, defs, found, found_vec, r2, order, idx, vec, p
             length[d] = _mean_distance(r2, prefix[d]) if radial[d] else 0.0
         else:
             m = min(near[d], c)
-            length[d] = _mean_distance(r2, m)
+            length[d] = _mean_distance(r2, m) if radial[d] or kind[d] == RELATIVE else 0.0
             if kind[d] == RELATIVE:
                 reach2 = limit[d] * length[d] * length[d]
                 complete = complete and reach2 <= room2
@@ -296,8 +306,7 @@ class NeighborGrid:
         pos_all, owner = _padded_images(self.positions, self.cell, self.pbc, self.radius)
         # centres are looked up at their wrapped position: the first N rows of pos_all
         self.wrapped = np.ascontiguousarray(pos_all[: len(self.positions)])
-        lo = pos_all.min(axis=0) if len(pos_all) else np.zeros(3)
-        hi = pos_all.max(axis=0) if len(pos_all) else np.zeros(3)
+        lo, hi = bounds(pos_all)
         extent = np.maximum(hi - lo, 1e-9)
         # a finite system is exhausted once the radius spans it: every atom is a candidate
         self.exhaustive = not self.pbc.any() and self.radius >= float(np.linalg.norm(extent))
@@ -384,7 +393,8 @@ def _sphere_radius(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
     if pbc.all():
         volume = abs(np.linalg.det(complete_cell(cell, pbc)))
     else:
-        volume = float(np.prod(np.maximum(np.ptp(positions, axis=0) if n else np.zeros(3), 1.0)))
+        lo, hi = bounds(positions)
+        volume = float(np.prod(np.maximum(hi - lo, 1.0)))
     return lambda k: (3.0 * k * volume / (4.0 * np.pi * max(n, 1))) ** (1.0 / 3.0)
 
 
@@ -403,9 +413,9 @@ def spatial_order(positions: np.ndarray) -> np.ndarray:
     neighbours in the processor's caches."""
     if not len(positions):
         return np.zeros(0, dtype=np.int64)
-    span = np.ptp(positions, axis=0)
-    length = max(2.0 * (np.prod(np.maximum(span, 1.0)) / len(positions)) ** (1.0 / 3.0), 1e-3)
-    cube = np.floor((positions - positions.min(axis=0)) / length).astype(np.int64)
+    lo, hi = bounds(positions)
+    length = max(2.0 * (np.prod(np.maximum(hi - lo, 1.0)) / len(positions)) ** (1.0 / 3.0), 1e-3)
+    cube = np.floor((positions - lo) / length).astype(np.int64)
     key = _spread_bits(cube[:, 0]) | (_spread_bits(cube[:, 1]) << np.uint64(1))
     key |= _spread_bits(cube[:, 2]) << np.uint64(2)
-    return np.argsort(key, kind="stable")
+    return np.argsort(key)  # not stable: five times faster, and as deterministic

@@ -27,10 +27,13 @@ import numba
 import numpy as np
 
 from . import bond_kernel, neighbors
-from .bond_kernel import ATOMS_PER_TASK, q_l
+from .bond_kernel import q_l
 from .files import cache_dir, write_atomically
+from .parallel import run_chunks
 from .spec import CHANNELS, DEFAULT_DEGREES
 
+# atoms that share the scratch arrays of the averaging kernel
+SCRATCH_GROUP = 256
 CHANNEL_CODES = {name: code for code, name in enumerate(CHANNELS)}
 # the generated Y_lm code for DEFAULT_DEGREES, shipped so that the default kernel needs no cache folder
 SHIPPED_YLM = Path(__file__).with_name(f"_ylm_{'_'.join(map(str, DEFAULT_DEGREES))}.py")
@@ -152,8 +155,9 @@ class KernelPlan:
     degrees) from ``q_col[d]``, q̄_l from ``qbar_col[d]``, w_l from ``w_col[d]``, the channels'
     neighbour counts from ``n_col[d]``, radial columns from ``r_col[d]`` (-1: the definition
     has none); ``width`` columns in all.  The bond kernel computes Y_lm for the union of the
-    ``degrees`` (sorted) and writes a definition's like/unlike Y_lm sums into slot ``slot[d]``
-    (-1: none; definitions with w_l or q̄_l have one) of (n, ``slots``, 2, 2, n_lm)."""
+    ``degrees`` (sorted) and writes the mean Y_lm of each channel of a definition with w_l or
+    q̄_l into the rows ``row[d]``, ``row[d] + 1``, ... (its channels in order; -1: no rows)
+    of (n, ``rows``, 2 (re, im), n_lm)."""
 
     degrees: tuple[int, ...]
     channels: tuple[np.ndarray, np.ndarray]  # starts (D + 1,) into codes
@@ -163,9 +167,9 @@ class KernelPlan:
     w_col: np.ndarray
     n_col: np.ndarray
     r_col: np.ndarray
-    slot: np.ndarray
+    row: np.ndarray
     width: int
-    slots: int
+    rows: int
 
     @classmethod
     def of(cls, specs) -> KernelPlan:
@@ -182,14 +186,14 @@ class KernelPlan:
                                ("n", len(s.channels) * s.counts), ("r", s.radial)):
                 columns[kind].append(width if size or kind == "q" else -1)
                 width += size
-        has_sums = np.array([s.averaged or s.wigner for s in specs])
+        stored = np.array([len(s.channels) if s.averaged or s.wigner else 0 for s in specs], dtype=np.int64)
         channels = (starts([len(s.channels) for s in specs]),
                     np.array([CHANNEL_CODES[c] for s in specs for c in s.channels], dtype=np.int64))
         own = (starts([len(s.degrees) for s in specs]), np.array([l for s in specs for l in s.degrees], dtype=np.int64))
-        slot = np.where(has_sums, np.cumsum(has_sums) - 1, -1).astype(np.int64)
+        row = np.where(stored > 0, np.cumsum(stored) - stored, -1).astype(np.int64)
         return cls(tuple(sorted({l for s in specs for l in s.degrees})), channels, own,
                    *(np.array(columns[kind], dtype=np.int64) for kind in ("q", "qbar", "w", "n", "r")),
-                   slot, width, int(has_sums.sum()))
+                   row, width, int(stored.sum()))
 
     @property
     def n_lm(self) -> int:
@@ -199,97 +203,80 @@ class KernelPlan:
     @property
     def arrays(self) -> tuple:
         """(lm offsets, channel starts, channel codes, degree starts, degrees, q columns, q̄ columns,
-        slots, radial columns) for the kernels."""
-        return (lm_layout(self.degrees), *self.channels, *self.own_degrees, self.q_col, self.qbar_col, self.slot,
+        store rows, radial columns) for the kernels."""
+        return (lm_layout(self.degrees), *self.channels, *self.own_degrees, self.q_col, self.qbar_col, self.row,
                 self.r_col)
 
 
 def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, features: np.ndarray,
-                bond_counts: np.ndarray, sums: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+                bond_counts: np.ndarray, means: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
     """Bond pass over the atoms in ``block``: their q_l and radial columns into ``features``
-    (n, plan.width), like/unlike bond counts into ``bond_counts`` (n, D, 2), the sums of Y_lm (m >=
-    0) over their like and unlike bonds into ``sums`` (n, plan.slots, 2 (like, unlike), 2 (re,
-    im), plan.n_lm; any float type) if it has rows, the neighbours of the averaged
+    (n, plan.width), like/unlike bond counts into ``bond_counts`` (n, D, 2), the q_lm (m >= 0,
+    the mean Y_lm of the bonds) of each stored channel into ``means`` (n, plan.rows, 2 (re,
+    im), plan.n_lm; any float type; 0 for a channel without bonds) if it has rows, the neighbours of the averaged
     definitions, nearest first, into ``neighbors`` (n, W) as far as they fit (their number is
     the largest bond count of those definitions).  Returns a mask (n,) of the atoms whose
     search needs a larger radius.  ``codes`` (N,) are integer species of all atoms; ``grid``
     a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom without neighbours
     in a channel gets 0 there."""
     short = np.zeros(block.stop - block.start, dtype=np.bool_)
-    bond_kernel_for(plan.degrees)(grid.wrapped[block], codes[block], codes, grid.arrays, defs.arrays(grid),
-                                  plan.arrays, features, bond_counts, sums, neighbors, short)
+    run_chunks(bond_kernel_for(plan.degrees), 0, len(short), grid.wrapped[block], codes[block], codes, grid.arrays,
+               defs.arrays(grid), plan.arrays, features, bond_counts, means, neighbors, short)
     return short
 
 
 def channel_total(values: np.ndarray, channel: str) -> np.ndarray:
-    """One channel's total (n, ...) of per-atom like/unlike values (n, 2, ...): bond counts
-    or Y_lm sums."""
+    """One channel's total (n, ...) of per-atom like/unlike values (n, 2, ...): bond counts."""
     return values.sum(axis=1) if channel == "all" else values[:, CHANNEL_CODES[channel] - 1]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _average_kernel(start, stop, codes, bond_counts, sums, neighbors, plan, out):
-    """out[t, qbar_col[d] + (c, l)] = q_l of the mean of the channel-c q_lm of definition d over
-    atom i = start + t and its neighbours in channel c (Lechner-Dellago); q_lm from every atom's
-    like/unlike Y_lm ``sums`` (N, slots, 2, 2 (re, im), n_lm) and bond ``bond_counts`` (N, D, 2), the
-    neighbours of atom i ``neighbors[i, :bond_counts[i, d].sum()]``."""
-    offset, ch_start, ch_codes, deg_start, deg_values, _, qbar_col, slot, _ = plan
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _average_kernel(lo, hi, first, codes, bond_counts, means, neighbors, plan, out):
+    """out[i - first, qbar_col[d] + (c, l)] for the atoms i = lo..hi - 1: q_l of the mean of the
+    channel-c q_lm of definition d over atom i and its neighbours in channel c (Lechner-Dellago);
+    q_lm of every atom and stored channel in ``means`` (N, rows, 2 (re, im), n_lm), bond counts
+    in ``bond_counts`` (N, D, 2), the neighbours of atom i ``neighbors[i, :bond_counts[i, d].sum()]``."""
+    offset, ch_start, ch_codes, deg_start, deg_values, _, qbar_col, row, _ = plan
     n_defs = bond_counts.shape[1]
-    m = 2 * sums.shape[4]
-    flat = sums.reshape(len(sums), sums.shape[1], 2 * m)  # per atom and slot: like sums (re, im), unlike ones
-    n_tasks = (stop - start + ATOMS_PER_TASK - 1) // ATOMS_PER_TASK
-    for task in numba.prange(n_tasks):
-        acc = np.empty((3, m))  # channel (all, like, unlike), (re, im) x lm
-        members = np.empty(3, dtype=np.int64)
-        wanted = np.empty(3, dtype=np.bool_)
-        for i in range(start + task * ATOMS_PER_TASK, min(stop, start + (task + 1) * ATOMS_PER_TASK)):
+    m = 2 * means.shape[3]
+    flat = means.reshape(len(means), means.shape[1], m)  # per atom and row: re, then im
+    for group in range(lo, hi, SCRATCH_GROUP):
+        # scratch allocated per group of atoms, not once per call: measured, LLVM then compiles
+        # the loops below a third faster
+        acc = np.empty((1, m))
+        for i in range(group, min(hi, group + SCRATCH_GROUP)):
             for d in range(n_defs):
                 if qbar_col[d] < 0:
                     continue
-                s = slot[d]
                 p = bond_counts[i, d, 0] + bond_counts[i, d, 1]
-                wanted[:] = False
-                for ci in range(ch_start[d], ch_start[d + 1]):
-                    wanted[ch_codes[ci]] = True
-                acc[:] = 0.0
-                members[:] = 0
-                for jj in range(p + 1):  # the neighbours, then the centre itself (in every channel)
-                    j = i if jj == p else neighbors[i, jj]
-                    like, unlike = bond_counts[j, d, 0], bond_counts[j, d, 1]
-                    same = codes[j] == codes[i]
-                    # each channel's weight of j's like and unlike sums: 0 where j is not in the
-                    # channel or has no bond in it; one pass over both rows serves all channels
-                    w_all = 1.0 / (like + unlike) if wanted[0] and like + unlike else 0.0
-                    w_like = 1.0 / like if wanted[1] and same and like else 0.0
-                    w_unlike = 1.0 / unlike if wanted[2] and (jj == p or not same) and unlike else 0.0
-                    members[0] += wanted[0]
-                    members[1] += wanted[1] and same
-                    members[2] += wanted[2] and (jj == p or not same)
-                    for x in range(m):
-                        a = np.float64(flat[j, s, x])  # widened before adding: sums in double precision
-                        b = np.float64(flat[j, s, m + x])
-                        acc[0, x] += (a + b) * w_all
-                        acc[1, x] += a * w_like
-                        acc[2, x] += b * w_unlike
                 n_deg = deg_start[d + 1] - deg_start[d]
                 for ci in range(ch_start[d], ch_start[d + 1]):
                     ch = ch_codes[ci]
-                    for x in range(m):
-                        acc[ch, x] /= members[ch]
+                    r = row[d] + ci - ch_start[d]
+                    acc[:] = 0.0
+                    members = 0
+                    for jj in range(p + 1):  # the neighbours, then the centre itself (in every channel)
+                        j = i if jj == p else neighbors[i, jj]
+                        if jj < p and (ch == 1 and codes[j] != codes[i] or ch == 2 and codes[j] == codes[i]):
+                            continue  # not in the channel
+                        members += 1
+                        for x in range(m):
+                            acc[0, x] += np.float64(flat[j, r, x])  # widened: sums in double precision
                     column = qbar_col[d] + (ci - ch_start[d]) * n_deg
-                    for j in range(n_deg):
-                        l = deg_values[deg_start[d] + j]
-                        out[i - start, column + j] = q_l(acc, ch, m // 2, offset[l], l)
+                    for k in range(n_deg):
+                        l = deg_values[deg_start[d] + k]
+                        out[i - first, column + k] = q_l(acc, 0, m // 2, offset[l], l) / members
 
 
-def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, bond_counts: np.ndarray, sums: np.ndarray,
+def averaged_q(plan: KernelPlan, block: slice, codes: np.ndarray, bond_counts: np.ndarray, means: np.ndarray,
                neighbors: np.ndarray, features: np.ndarray) -> None:
     """Lechner-Dellago q̄_l of the atoms in ``block`` for the averaged definitions, into their
-    columns of ``features`` (n, plan.width), from every atom's bond ``bond_counts`` (N, D, 2), Y_lm
-    ``sums`` (N, slots, 2, 2, n_lm) and ``neighbors`` (N, W) of :func:`bond_orders`
-    (``sums`` in single precision halve the memory traffic and change q̄_l by about 1e-8,
+    columns of ``features`` (n, plan.width), from every atom's bond ``bond_counts`` (N, D, 2),
+    channel ``means`` (N, rows, 2, n_lm) and ``neighbors`` (N, W) of :func:`bond_orders`
+    (``means`` in single precision halve the memory traffic and change q̄_l by about 1e-8,
     below the rounding of the model's float32 input)."""
-    _average_kernel(block.start, block.stop, codes, bond_counts, sums, neighbors, plan.arrays, features)
+    run_chunks(_average_kernel, block.start, block.stop, block.start, codes, bond_counts, means, neighbors,
+               plan.arrays, features)
 
 
 @cache

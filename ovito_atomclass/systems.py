@@ -14,7 +14,8 @@ class Snapshot:
 
     ``positions`` (N, 3) in Å; ``cell`` (3, 3), the cell vectors as rows in Å (zero rows
     along non-periodic directions are allowed); ``pbc`` (3,) booleans; ``species`` (N,)
-    names, or None when the frame carries no chemical information.
+    names or integer codes (equal for equal species), or None when the frame carries no
+    chemical information.
     """
 
     positions: np.ndarray
@@ -47,6 +48,8 @@ class Snapshot:
         """Integer code (N,) per atom, equal for equal species; all 0 without species."""
         if self.species is None:
             return np.zeros(len(self.positions), dtype=np.int64)
+        if np.issubdtype(self.species.dtype, np.integer):
+            return self.species.astype(np.int64, copy=False)
         return np.unique(self.species, return_inverse=True)[1].astype(np.int64)
 
 
@@ -96,19 +99,27 @@ def as_snapshot(system) -> Snapshot:
 
 
 def particle_species(particles) -> np.ndarray | None:
-    """Species name (N,) of each particle from OVITO's ``Particle Type``, or None if the
-    frame has no such property.  Types without a name are called ``type<id>``; a type id
-    with no defined type is refused."""
+    """Species code (N,) of each particle from OVITO's ``Particle Type``, equal for types of
+    equal name and numbered in the order of the names (types without a name are called
+    ``type<id>``), or None if the frame has no such property.  A type id with no defined
+    type is refused."""
     ptypes = particles.particle_types if "Particle Type" in particles else None
     if ptypes is None:
         return None
     ids = np.asarray(ptypes)
     names = {t.id: (t.name or f"type{t.id}") for t in ptypes.types}
-    unknown = sorted(set(np.unique(ids).tolist()) - set(names))
+    used = np.flatnonzero(np.bincount(ids)) if len(ids) and ids.min() >= 0 else np.unique(ids)
+    unknown = sorted(set(used.tolist()) - set(names))
     if unknown:
         raise ValueError(f"particle type id(s) {unknown} are used by atoms but not defined in the frame")
-    lookup = np.array([names.get(i, "") for i in range(max(names, default=0) + 1)], dtype=object)
-    return lookup[ids].astype(str) if len(ids) else np.array([], dtype=str)
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    code = {name: k for k, name in enumerate(sorted(set(names.values())))}
+    first = min(min(names), 0)
+    lookup = np.zeros(max(names) - first + 1, dtype=np.int64)
+    for i, name in names.items():
+        lookup[i - first] = code[name]
+    return lookup[ids - first]
 
 
 def _from_data_collection(data) -> Snapshot:

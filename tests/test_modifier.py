@@ -23,6 +23,7 @@ from ovito.modifiers import (
 )
 from ovito.pipeline import Pipeline, PipelineSourceInterface, PythonSource, StaticSource
 
+from ovito_atomclass import compute_features
 from ovito_atomclass import model as model_module
 from ovito_atomclass import modifier as modifier_module
 from ovito_atomclass.crystals import PRECIPITATE_REFERENCE, l12_ni3al, precipitate
@@ -389,3 +390,16 @@ def test_reports_progress_block_by_block(tiny_model, l12, monkeypatch):
     assert all(isinstance(r, str) for r in reports[: len(reports) - len(fractions)])
     assert fractions == pytest.approx([40 / 108, 80 / 108, 1.0])
     assert (np.asarray(data.particles["Structure Type"]) == GAMMA_PRIME).all()
+
+
+def test_types_of_one_name_are_one_species(tiny_model, l12):
+    """Two type ids named alike are one species: the frame gets the features, hence the
+    labels, of the frame with one type for them (OVITO frames pass species codes, not names)."""
+    split = l12.clone()
+    types = split.particles_.particle_types_
+    ni = types.type_by_name("Ni").id
+    types.add_type_id(9, split.particles_, name="Ni")
+    types.marray[np.flatnonzero(np.asarray(types) == ni)[::2]] = 9  # half the Ni atoms get the second type
+    spec = load_model(tiny_model).spec
+    np.testing.assert_array_equal(compute_features(split, spec), compute_features(l12, spec))
+    assert np.unique(compute_features(l12, spec)[:, 1]).size > 1  # like/unlike columns that tell Ni from Al
