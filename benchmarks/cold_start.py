@@ -8,8 +8,18 @@ numba's ``numba:compile`` events, and the compiler passes that take longest (``n
 events: CPU time per function and pass; a pass that compiles a callee includes the callee's
 passes).  Prints Markdown tables; ``--json FILE`` keeps the numbers.
 
+By default the child is this interpreter (with its ``PYTHONPATH``: the project's venv, an
+editable install).  ``--fresh-venv`` measures what a new user gets instead: it builds a wheel of
+the checkout this script lives in (``python -m build``: sdist, then the wheel from it), installs
+it with its runtime dependencies (no extras; pip's cache and index) into a new venv in a
+temporary folder, and runs the child there in isolated mode (``python -I``: no ``PYTHONPATH``,
+user site or current folder), from a folder outside the checkout.  The build and install times
+are printed apart: they are not part of the figure.  The venv is removed at the end unless
+``--keep-venv DIR`` puts it in ``DIR``.
+
     python benchmarks/cold_start.py                       # default.onnx, a 4000-atom fcc frame
     python benchmarks/cold_start.py --model models/seed.onnx --runs 3
+    python benchmarks/cold_start.py --fresh-venv          # the same, installed from a wheel into a new venv
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +39,7 @@ from pathlib import Path
 # the child: label one frame, recording numba's compilations (outermost only) and the time of
 # each, and the CPU time of each compiler pass per function
 CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, re, sys, time
     from collections import defaultdict
     from numba.core import event
 
@@ -50,14 +61,18 @@ CHILD = textwrap.dedent("""
             pass_stack.append(time.thread_time())
 
         def on_end(self, ev):
-            passes[ev.data["qualname"].split(".")[-1] + ": " + ev.data["name"]] += time.thread_time() - pass_stack.pop()
+            # parfor gufuncs are named by an address: one line for all of them, comparable between runs
+            name = re.sub("0x[0-9a-f]+", "*", ev.data["qualname"].split(".")[-1] + ": " + ev.data["name"])
+            passes[name] += time.thread_time() - pass_stack.pop()
 
     event.register("numba:compile", Listener())
     event.register("numba:run_pass", Passes())
+    import ovito_atomclass
     from ovito_atomclass.cli import main
 
     code = main(sys.argv[1:])
-    print(json.dumps({"code": code, "compiles": compiles, "passes": passes}))
+    print(json.dumps({"code": code, "compiles": compiles, "passes": passes, "python": sys.executable,
+                      "package": ovito_atomclass.__path__[0]}))
 """)
 
 
@@ -82,19 +97,43 @@ def make_frame(path: Path, cells: int) -> None:
     export_file(data, str(path), "lammps/dump", columns=["Particle Type", "Position.X", "Position.Y", "Position.Z"])
 
 
-def run(frame: Path, model: str, out: Path, cache: Path, threads: int) -> dict:
-    """One ``atomclass label`` of ``frame`` in a fresh process with the numba cache ``cache``."""
+def call(command: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``command``, its output captured; exit with its stderr if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{done.stdout}{done.stderr}")
+    return done
+
+
+def fresh_venv(venv: Path, wheels: Path) -> dict[str, float]:
+    """A new venv at ``venv`` with a wheel of this checkout and its runtime dependencies; the
+    seconds the wheel and the install took."""
+    checkout = Path(__file__).resolve().parents[1]
+    left = set(checkout.glob("*.egg-info"))
+    start = time.perf_counter()
+    try:
+        call([sys.executable, "-m", "build", "--outdir", str(wheels), str(checkout)], "building the wheel")
+    finally:  # the sdist step writes NAME.egg-info into the checkout: leave it as it was
+        for leftover in set(checkout.glob("*.egg-info")) - left:
+            shutil.rmtree(leftover)
+    built = time.perf_counter()
+    (wheel,) = wheels.glob("*.whl")
+    call([sys.executable, "-m", "venv", str(venv)], "creating the venv")
+    call([str(venv / "bin" / "python"), "-m", "pip", "install", str(wheel)], "installing the wheel")
+    return {"wheel": built - start, "install": time.perf_counter() - built}
+
+
+def run(python: list[str], frame: Path, model: str, out: Path, cache: Path, threads: int) -> dict:
+    """One ``atomclass label`` of ``frame`` by the interpreter command ``python`` in a fresh
+    process with the numba cache ``cache``."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache / "numba"), "OVITO_ATOMCLASS_CACHE": str(cache / "kernels"),
            "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "OVITO_THREAD_COUNT": str(threads)}
     argv = ["label", str(frame), "-o", str(out), "-j", "1", "-q", "--overwrite"] + (["-m", model] if model else [])
     start_wall = time.perf_counter()
     start_cpu = os.times()
     # from the output folder: the ovito_atomclass this interpreter finds (PYTHONPATH, installed), not the checkout
-    child = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, env=env,
-                           cwd=out.parent)
+    child = call([*python, "-c", CHILD, *argv], "atomclass label", env=env, cwd=out.parent)
     end_cpu = os.times()
-    if child.returncode != 0:
-        raise SystemExit(f"atomclass label failed:\n{child.stderr}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
     result["wall"] = time.perf_counter() - start_wall
     result["cpu"] = (end_cpu.children_user - start_cpu.children_user) + (end_cpu.children_system
@@ -110,26 +149,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="cold runs (each with a new empty cache)")
     parser.add_argument("--passes", type=int, default=12, help="how many of the longest compiler passes to list")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--fresh-venv", action="store_true",
+                        help="run in a new venv with a wheel of this checkout (needs `build`)")
+    parser.add_argument("--keep-venv", metavar="DIR", help="with --fresh-venv: create the venv in DIR and keep it")
     args = parser.parse_args(argv)
+    if args.keep_venv and (not args.fresh_venv or Path(args.keep_venv).exists()):
+        parser.error("--keep-venv DIR needs --fresh-venv and a DIR that does not exist yet")
+    setup: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="atomclass-cold-") as tmp:
         tmp = Path(tmp)
+        python = [sys.executable]
+        if args.fresh_venv:
+            venv = Path(args.keep_venv or tmp / "venv").absolute()
+            setup = fresh_venv(venv, tmp / "wheels")
+            python = [str(venv / "bin" / "python"), "-I"]
         frame = tmp / "frame.dump"
         make_frame(frame, args.cells)
         cold, warm = [], []
         for k in range(args.runs):
             cache = tmp / f"cache{k}"
-            cold.append(run(frame, args.model, tmp / "out", cache, args.threads))
-            warm.append(run(frame, args.model, tmp / "out", cache, args.threads))
+            cold.append(run(python, frame, args.model, tmp / "out", cache, args.threads))
+            warm.append(run(python, frame, args.model, tmp / "out", cache, args.threads))
     kernels: dict[str, list[tuple[float, float]]] = {}
     for r in cold:
         for name, wall, cpu in r["compiles"]:
             kernels.setdefault(name, []).append((wall, cpu))
     median = statistics.median
-    import ovito_atomclass
-
     print(f"`atomclass label` of one {4 * args.cells**3}-atom frame, {args.threads} threads, "
-          f"{args.model or 'default.onnx'}, medians of {args.runs}; ovito_atomclass from "
-          f"{Path(ovito_atomclass.__file__).parent}; load average {os.getloadavg()[0]:.1f}\n")
+          f"{args.model or 'default.onnx'}, medians of {args.runs}; {' '.join(python)} ({cold[0]['python']}), "
+          f"ovito_atomclass from {cold[0]['package']}; load average {os.getloadavg()[0]:.1f}\n")
+    if setup:
+        print(f"Fresh venv (not in the figures): wheel built in {setup['wheel']:.1f} s, venv created and "
+              f"the wheel installed with its dependencies in {setup['install']:.1f} s\n")
     print("| run | wall (s) | CPU (s) | numba compiling, wall (s) |\n|---|---|---|---|")
     for name, runs in (("cold: empty cache (first run after installing)", cold), ("warm: cached kernels", warm)):
         compiling = median([sum(c[1] for c in r["compiles"]) for r in runs])
@@ -146,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, times in sorted(passes.items(), key=lambda kv: -median(kv[1]))[: args.passes]:
         print(f"| `{name}` | {median(times):.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cold": cold, "warm": warm, "args": vars(args)}, indent=1))
+        Path(args.json).write_text(json.dumps({"cold": cold, "warm": warm, "setup": setup, "args": vars(args)},
+                                              indent=1))
     return 0
 
 
