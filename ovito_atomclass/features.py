@@ -69,7 +69,7 @@ def feature_blocks(snapshot: Snapshot, spec: FeatureSpec | FeatureSet,
     averaged = any(s.averaged for s in specs)
     if averaged:  # the averages read every neighbour's Y_lm sums: in Morton order they sit in nearby memory
         order = spatial_order(positions)
-        positions, codes = positions[order], codes[order]
+        positions, codes = np.take(positions, order, axis=0), np.take(codes, order)  # take: twice as fast as [order]
     bonds = _BondPass(specs, positions, snapshot.cell, snapshot.pbc, codes, block_size, keep=averaged)
     blocks = [slice(s, min(s + block_size, n)) for s in range(0, n, block_size)]
     try:

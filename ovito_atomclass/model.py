@@ -148,7 +148,7 @@ class AtomClassifier:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, len(classes)) for features X (n, len(spec.feature_names)),
         computed on chunks of rows by the engine's threads (:mod:`parallel`)."""
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != len(self.spec.feature_names):
             raise ValueError(f"the model expects {len(self.spec.feature_names)} features per atom, got shape {X.shape}")
         session = self._session()
@@ -156,7 +156,8 @@ class AtomClassifier:
         proba = np.empty((len(X), len(self.classes)), dtype=np.float32)
 
         def predict(lo: int, hi: int) -> None:
-            proba[lo:hi] = session.run(["probabilities"], {name: X[lo:hi]})[0]
+            # converted chunk by chunk: in parallel, and while the chunk is in the cache
+            proba[lo:hi] = session.run(["probabilities"], {name: X[lo:hi].astype(np.float32)})[0]
 
         run_chunks(predict, 0, len(X), chunk=INFERENCE_CHUNK)
         return proba
