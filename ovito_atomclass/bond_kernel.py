@@ -28,21 +28,6 @@ def q_l(z, row, half, start, l):
     return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
-def q_l_of_sums(acc, lo, hi, start, l):
-    """q_l of the Y_lm sums (not means) over the like/unlike accumulators lo..hi - 1 of
-    acc[channel, 0 (re) / 1 (im), start : start + l + 1], m >= 0: n times q_l of n bonds."""
-    total = 0.0
-    for m in range(l + 1):
-        re = 0.0
-        im = 0.0
-        for ch in range(lo, hi):
-            re += acc[ch, 0, start + m]
-            im += acc[ch, 1, start + m]
-        total += (1.0 if m == 0 else 2.0) * (re * re + im * im)
-    return math.sqrt(4.0 * math.pi / (2 * l + 1) * total)
-
-
 @numba.njit(cache=True, inline="always")
 def _copy3(dst, src):
     """``dst[...] = src`` for 3D arrays of one shape, written as loops: a slice assignment
@@ -80,6 +65,7 @@ def bond_order_kernel(start, stop, cpos, ccode, codes, grid, defs, plan, feature
     length = np.empty(n_defs)
     run = np.empty((2, 2, n_lm))  # running sums: channel (like, unlike), (re, im), lm
     acc = np.zeros((n_defs, 2, 2, n_lm))  # each definition's sums
+    total = np.empty((1, 2 * n_lm))  # one channel's sums: re, then im
     for t in range(start, stop):
         c, complete = neighborhood(cpos, t, grid, defs, found, found_vec, r2, order, idx, vec, prefix, length)
         if c < 0:  # more candidates than room
@@ -116,20 +102,18 @@ def bond_order_kernel(start, stop, cpos, ccode, codes, grid, defs, plan, feature
                 n_c = 0
                 for ch in range(lo, hi):
                     n_c += bond_counts[t, d, ch]
+                for part in range(2):
+                    for x in range(n_lm):
+                        total[0, part * n_lm + x] = acc[d, lo, part, x] + (acc[d, 1, part, x] if hi - lo == 2 else 0.0)
+                scale = 1.0 / n_c if n_c else 0.0  # no neighbour in this channel: q_l = 0
                 if row[d] >= 0 and means_out.shape[0]:
                     r = row[d] + i - ch_start[d]
-                    scale = 1.0 / n_c if n_c else 0.0
                     for part in range(2):
-                        if hi - lo == 2:  # all: like + unlike
-                            for x in range(n_lm):
-                                means_out[t, r, part, x] = (acc[d, 0, part, x] + acc[d, 1, part, x]) * scale
-                        else:
-                            for x in range(n_lm):
-                                means_out[t, r, part, x] = acc[d, lo, part, x] * scale
+                        for x in range(n_lm):
+                            means_out[t, r, part, x] = total[0, part * n_lm + x] * scale
                 column = q_col[d] + (i - ch_start[d]) * n_deg
                 for j in range(n_deg):
                     l = deg_values[deg_start[d] + j]
-                    # no neighbour in this channel: q_l = 0
-                    features[t, column + j] = q_l_of_sums(acc[d], lo, hi, offset[l], l) / n_c if n_c else 0.0
+                    features[t, column + j] = q_l(total, 0, n_lm, offset[l], l) * scale
             for k in range(defs[3][d]):
                 features[t, r_col[d] + k] = math.sqrt(r2[k]) / length[d] if k < c and length[d] > 0.0 else 0.0
