@@ -57,18 +57,14 @@ def complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
 
 
 def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, radius: float):
-    """Real atoms first, then every periodic image within ``radius`` of the cell.
+    """Real atoms first (wrapped into the cell along periodic directions), then every
+    periodic image within ``radius`` of the cell.
 
     Returns Cartesian positions (M, 3) and the atom each row is a copy of (M,).
     """
     n = len(positions)
-    owner = np.arange(n, dtype=np.int64)
     if not pbc.any():
-        return positions.copy(), owner
-    # einsum, not @: a BLAS product would wake OpenBLAS threads that spin beside numba's
-    frac = np.einsum("ij,jk->ik", positions, np.linalg.inv(cell))
-    frac[:, pbc] -= np.floor(frac[:, pbc])
-    frac[:, pbc] = np.where(frac[:, pbc] >= 1.0, 0.0, frac[:, pbc])  # rounding at 1 - eps
+        return positions.copy(), np.arange(n, dtype=np.int64)
     volume = abs(np.linalg.det(cell))
     spacing = volume / np.linalg.norm(np.cross(np.roll(cell, -1, 0), np.roll(cell, -2, 0)), axis=1)
     pad = radius / spacing
@@ -79,23 +75,43 @@ def _padded_images(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, rad
         )
     reach = np.where(pbc, np.ceil(pad), 0).astype(np.int64)
     pad = np.where(pbc, pad, np.inf)  # atoms may lie anywhere along open directions
-    image_counts = np.empty(n, dtype=np.int64)
-    run_chunks(_images, 0, n, frac, pad, reach, np.empty((0, 3)), np.empty(0, dtype=np.int64), image_counts)
+    frac = np.empty((n, 3))
+    run_chunks(_fractional, 0, n, positions, np.linalg.inv(cell), pbc, frac)
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(image_counts, out=offsets[1:])
-    ghost_frac = np.empty((offsets[-1], 3))
-    ghost_owner = np.empty(offsets[-1], dtype=np.int64)
-    run_chunks(_images, 0, n, frac, pad, reach, ghost_frac, ghost_owner, offsets)
-    return np.einsum("ij,jk->ik", np.concatenate([frac, ghost_frac]), cell), np.concatenate([owner, ghost_owner])
+    run_chunks(_images, 0, n, frac, pad, reach, cell, np.empty((0, 3)), np.empty(0, dtype=np.int64), offsets[1:])
+    np.cumsum(offsets, out=offsets)
+    pos_all = np.empty((n + offsets[-1], 3))
+    owner = np.empty(n + offsets[-1], dtype=np.int64)
+    run_chunks(_images, 0, n, frac, pad, reach, cell, pos_all, owner, offsets)
+    return pos_all, owner
 
 
 @numba.njit(nogil=True, cache=True)
-def _images(start, stop, frac, pad, reach, out_frac, out_owner, offsets):
-    """For the atoms a = start..stop - 1, the periodic images (shift != 0) whose fractional
-    coordinates lie within ``pad`` of the unit cube: counted into ``offsets[a]`` if ``out_frac``
-    is empty, else written from ``offsets[a]`` on."""
-    fill = len(out_frac) > 0
+def _fractional(start, stop, positions, inverse, pbc, frac):
+    """Fractional coordinates (``positions @ inverse``) of the atoms start..stop - 1 into
+    ``frac``, wrapped into [0, 1) along the periodic directions ``pbc``."""
     for a in range(start, stop):
+        for k in range(3):
+            f = positions[a, 0] * inverse[0, k] + positions[a, 1] * inverse[1, k] + positions[a, 2] * inverse[2, k]
+            if pbc[k]:
+                f -= math.floor(f)
+                if f >= 1.0:  # rounding at 1 - eps
+                    f = 0.0
+            frac[a, k] = f
+
+
+@numba.njit(nogil=True, cache=True)
+def _images(start, stop, frac, pad, reach, cell, out_pos, out_owner, offsets):
+    """For the atoms a = start..stop - 1 (fractional coordinates ``frac``), the periodic images
+    (shift != 0) whose fractional coordinates lie within ``pad`` of the unit cube: counted
+    into ``offsets[a]`` if ``out_pos`` is empty, else the atom itself written to row a and
+    its images, in Cartesian coordinates, from row N + ``offsets[a]`` on."""
+    n = len(frac)
+    fill = len(out_pos) > 0
+    for a in range(start, stop):
+        if fill:
+            _cartesian(frac[a, 0], frac[a, 1], frac[a, 2], cell, out_pos, a)
+            out_owner[a] = a
         c = 0
         for i in range(-reach[0], reach[0] + 1):
             x = frac[a, 0] + i
@@ -110,13 +126,18 @@ def _images(start, stop, frac, pad, reach, out_frac, out_owner, offsets):
                     if z < -pad[2] or z >= 1.0 + pad[2] or (i == 0 and j == 0 and k == 0):
                         continue
                     if fill:
-                        out_frac[offsets[a] + c, 0] = x
-                        out_frac[offsets[a] + c, 1] = y
-                        out_frac[offsets[a] + c, 2] = z
-                        out_owner[offsets[a] + c] = a
+                        _cartesian(x, y, z, cell, out_pos, n + offsets[a] + c)
+                        out_owner[n + offsets[a] + c] = a
                     c += 1
         if not fill:
             offsets[a] = c
+
+
+@numba.njit(cache=True, inline="always")
+def _cartesian(x, y, z, cell, out, row):
+    """out[row] = (x, y, z) @ cell."""
+    for k in range(3):
+        out[row, k] = x * cell[0, k] + y * cell[1, k] + z * cell[2, k]
 
 
 @numba.njit(cache=True, inline="always")
@@ -399,13 +420,26 @@ def _sphere_radius(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
     return lambda k: (3.0 * k * volume / (4.0 * np.pi * max(n, 1))) ** (1.0 / 3.0)
 
 
-def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """Put the 21 low bits of ``v`` on every third bit (for Morton codes)."""
-    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
-    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
-                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
-        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-    return v
+@numba.njit(cache=True, inline="always")
+def _spread_bits(v):
+    """Put the 21 low bits of the integer ``v`` on every third bit (for Morton codes), as uint64."""
+    v = np.uint64(v) & np.uint64(0x1FFFFF)
+    v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    return (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
+
+
+@numba.njit(nogil=True, cache=True)
+def _morton_keys(start, stop, positions, lo, length, keys):
+    """Morton code of the cube of edge ``length`` (Å) from corner ``lo`` that holds each atom
+    start..stop - 1, into ``keys``."""
+    for a in range(start, stop):
+        key = np.uint64(0)
+        for k in range(3):
+            key |= _spread_bits(int(math.floor((positions[a, k] - lo[k]) / length))) << np.uint64(k)
+        keys[a] = key
 
 
 def spatial_order(positions: np.ndarray) -> np.ndarray:
@@ -416,7 +450,6 @@ def spatial_order(positions: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     lo, hi = bounds(positions)
     length = max(2.0 * (np.prod(np.maximum(hi - lo, 1.0)) / len(positions)) ** (1.0 / 3.0), 1e-3)
-    cube = np.floor((positions - lo) / length).astype(np.int64)
-    key = _spread_bits(cube[:, 0]) | (_spread_bits(cube[:, 1]) << np.uint64(1))
-    key |= _spread_bits(cube[:, 2]) << np.uint64(2)
-    return np.argsort(key)  # not stable: five times faster, and as deterministic
+    keys = np.empty(len(positions), dtype=np.uint64)
+    run_chunks(_morton_keys, 0, len(positions), positions, lo, length, keys)
+    return np.argsort(keys)  # not stable: five times faster, and as deterministic
