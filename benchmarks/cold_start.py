@@ -119,7 +119,8 @@ def fresh_venv(venv: Path, wheels: Path) -> dict[str, float]:
     built = time.perf_counter()
     (wheel,) = wheels.glob("*.whl")
     call([sys.executable, "-m", "venv", str(venv)], "creating the venv")
-    call([str(venv / "bin" / "python"), "-m", "pip", "install", str(wheel)], "installing the wheel")
+    # -I: a PYTHONPATH holding the checkout would make pip think the package is installed already
+    call([str(venv / "bin" / "python"), "-I", "-m", "pip", "install", str(wheel)], "installing the wheel")
     return {"wheel": built - start, "install": time.perf_counter() - built}
 
 

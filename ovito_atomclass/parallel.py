@@ -39,18 +39,25 @@ def _helpers(count: int) -> ThreadPoolExecutor:
 def run_chunks(kernel: Callable, start: int, stop: int, *args, chunk: int = CHUNK) -> None:
     """Call ``kernel(lo, hi, *args)`` for consecutive ranges [lo, hi) of at most ``chunk``
     covering [start, stop), on :func:`thread_count` threads (the caller's among them).
-    Every call has returned when this returns; the first error is raised then."""
+    Every call has returned when this returns; after an error no further chunk starts, and
+    the error is raised then (the calling thread's first)."""
     bounds = iter(range(start, stop, chunk))
     threads = min(thread_count(), -(-(stop - start) // chunk))
     lock = threading.Lock()
 
     def work() -> None:
-        while True:
+        try:
+            while True:
+                with lock:
+                    lo = next(bounds, None)
+                if lo is None:
+                    return
+                kernel(lo, min(lo + chunk, stop), *args)
+        except BaseException:  # an error (or an interrupt): no thread starts another chunk
             with lock:
-                lo = next(bounds, None)
-            if lo is None:
-                return
-            kernel(lo, min(lo + chunk, stop), *args)
+                for _ in bounds:
+                    pass
+            raise
 
     if threads <= 1:
         work()
@@ -60,9 +67,6 @@ def run_chunks(kernel: Callable, start: int, stop: int, *args, chunk: int = CHUN
     try:
         work()
     finally:
-        with lock:  # after an error here (an interrupt), hand out no further chunks
-            for _ in bounds:
-                pass
         wait(futures)
     for future in futures:
         future.result()

@@ -69,7 +69,7 @@ def test_rotation_and_relabelling_invariance():
     rotated = atoms.copy()
     rotated.set_cell(Rotation.from_euler("zyx", [33, 71, -12], degrees=True).apply(atoms.cell.array),
                      scale_atoms=True)
-    # q̄_l and w_l come from Y_lm sums kept in single precision: rounding differs by ~1e-8
+    # q̄_l and w_l come from q_lm kept in single precision: rounding differs by ~1e-8
     np.testing.assert_allclose(compute_features(rotated, spec), ref, atol=1e-7)
     swapped = atoms.copy()
     sym = np.array(atoms.get_chemical_symbols())

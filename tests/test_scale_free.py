@@ -97,7 +97,7 @@ def columns(atoms, spec) -> dict[str, np.ndarray]:
 
 def assert_matches_brute_force(ours: dict[str, np.ndarray], atoms, spec: FeatureSpec, prefix: str = "") -> None:
     """``ours`` holds ``spec``'s columns (named with ``prefix``) as the brute force has them:
-    q̄_l to 1e-7, since the engine keeps the neighbours' Y_lm sums in single precision."""
+    q̄_l to 1e-7, since the engine keeps the neighbours' q_lm in single precision."""
     ref = brute_force(atoms.positions, atoms.cell.array, atoms.pbc, atoms.get_chemical_symbols(), spec)
     for name in spec.feature_names:
         if not name.startswith("w"):
