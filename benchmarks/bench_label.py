@@ -65,15 +65,12 @@ def model_path(requested: str | None, folder: Path) -> Path:
 
 
 def time_label(trajectory: Path, model: Path, workers: int, out: Path) -> float:
-    """Wall seconds of ``atomclass label`` over the whole trajectory."""
-    from ovito_atomclass import labelling
+    """Wall seconds of ``atomclass label`` over the whole trajectory, run as the command line."""
+    from ovito_atomclass.cli import main as atomclass
 
     shutil.rmtree(out, ignore_errors=True)
-    parser = argparse.ArgumentParser()
-    labelling.add_arguments(parser)
-    args = parser.parse_args([str(trajectory), "-o", str(out), "-m", str(model), "-j", str(workers), "-q"])
     start = time.perf_counter()
-    if labelling.run(args) != 0:
+    if atomclass(["label", str(trajectory), "-o", str(out), "-m", str(model), "-j", str(workers), "-q"]) != 0:
         raise RuntimeError(f"atomclass label failed with {workers} worker(s)")
     return time.perf_counter() - start
 
