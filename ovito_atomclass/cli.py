@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 from . import __version__
@@ -46,8 +47,35 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+# the signals that came while interrupts are deferred (deferred_interrupts), None when they are not
+_deferred: list[int] | None = None
+DEFERRED_MESSAGE = b"atomclass: interrupted; finishing the frames in progress (interrupt again to stop at once)\n"
+
+
 def _raise_interrupted(signum: int, frame) -> None:
+    if _deferred is not None and not _deferred:
+        _deferred.append(signum)
+        os.write(2, DEFERRED_MESSAGE)  # not print: this may run in the middle of another write to stderr
+        return
     raise Interrupted(signum)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[Callable[[], int | None]]:
+    """Within the block, a first SIGINT or SIGTERM (under :func:`interruptible`) is recorded
+    and announced instead of raised, so that no KeyboardInterrupt lands in the middle of a
+    frame; the yielded function returns its number (None before one came), for the caller to
+    stop where it chooses.  A second one raises at once; one still pending when the block
+    ends is raised then."""
+    global _deferred
+    outer, _deferred = _deferred, []
+    came = _deferred
+    try:
+        yield lambda: came[0] if came else None
+    finally:
+        _deferred = outer
+    if came:
+        raise Interrupted(came[0])
 
 
 @contextmanager
@@ -144,4 +172,8 @@ def _report(args: argparse.Namespace, exc: Exception) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # python -m ovito_atomclass.cli: run main of the package's own module, not of this copy
+    # (__main__), whose signal-handling state the labelling module would not see
+    from ovito_atomclass.cli import main as package_main
+
+    sys.exit(package_main())

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .cli import UsageError, ignore_interrupts
+from .cli import Interrupted, UsageError, deferred_interrupts, ignore_interrupts
 from .files import writable_folder, write_atomically
 from .frame_index import frame_starts, guess_reader, read_span, text_size
 from .model import DEFAULT_THRESHOLD, check_threshold, counts_from_attributes, load_model
@@ -54,6 +54,8 @@ _SCAN_ABORTED = re.compile(r'Scanning of the trajectory file "(.*)" aborted prem
                            r'due to an error: "(.*)"')
 _FRAME_NAME = "frame_*"
 _FLUSH_SECONDS = 10.0
+# how often a run waiting for frames asks whether a (deferred) interrupt came, in s
+POLL_SECONDS = 0.2
 _LOCK_NAME = ".atomclass-label.lock"
 
 
@@ -252,31 +254,42 @@ def available_cores() -> int:
 
 
 def stream_results(tasks: Iterable[Task], submit: Callable[[Task], object], wait: Callable, window: int,
-                   stop: threading.Event) -> Iterator[Result]:
+                   stop: threading.Event, arrived: Callable[[], int | None] = lambda: None) -> Iterator[Result]:
     """Yield the results of ``tasks`` as they complete, with at most ``window`` submitted
     and not yet done; no task is submitted once ``stop`` is set.  ``submit`` returns a
     future; ``wait`` is ``concurrent.futures.wait`` or ``distributed.wait``.
 
-    On KeyboardInterrupt the tasks not yet started are cancelled and those running are
-    waited for and yielded, then the KeyboardInterrupt goes on; a second one stops at once."""
+    An interrupt stops the run: a KeyboardInterrupt raised while waiting, or a signal that
+    ``arrived`` reports (:func:`cli.deferred_interrupts`), asked every ``POLL_SECONDS``.  The
+    tasks not yet started are cancelled and those running are waited for and yielded, then
+    the interrupt goes on; a second KeyboardInterrupt stops at once."""
     todo, pending = iter(tasks), set()
     interrupted = None
+
+    def stop_for(exc: BaseException) -> None:
+        nonlocal interrupted
+        interrupted = exc
+        stop.set()
+        for future in pending:
+            future.cancel()
+
     while True:
         while len(pending) < window and not stop.is_set() and (task := next(todo, None)) is not None:
             pending.add(submit(task))
         if not pending:
             break
         try:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        except TimeoutError:  # distributed.wait raises where concurrent.futures.wait returns
+            done = set()
         except KeyboardInterrupt as exc:
             if interrupted is not None:
                 raise
-            interrupted = exc
-            stop.set()
-            for future in pending:
-                future.cancel()
+            stop_for(exc)
             continue
         pending = set(pending)
+        if interrupted is None and (signum := arrived()) is not None:
+            stop_for(Interrupted(signum))
         for future in sorted((f for f in done if not f.cancelled()), key=lambda f: f.result().task.index):
             yield future.result()
     if interrupted is not None:
@@ -788,8 +801,9 @@ def _label(todo: list[Task], settings: Settings, workers: int, args: argparse.Na
     last_flush = time.monotonic()
     progress = tqdm(total=len(todo), unit="frame", disable=args.quiet, dynamic_ncols=True)
     try:
-        with _executor(workers, args.scheduler, settings) as (submit, wait, window):
-            for result in stream_results(todo, submit, wait, window, stop):
+        # a first Ctrl-C stops the run between frames: the frames in progress are finished and recorded
+        with deferred_interrupts() as arrived, _executor(workers, args.scheduler, settings) as (submit, wait, window):
+            for result in stream_results(todo, submit, wait, window, stop, arrived):
                 progress.update()
                 if result.error is None:
                     rows[result.task.index] = table_row(result, names)
