@@ -283,7 +283,7 @@ def stream_results(tasks: Iterable[Task], submit: Callable[[Task], object], wait
         except TimeoutError:  # distributed.wait raises where concurrent.futures.wait returns
             done = set()
         except KeyboardInterrupt as exc:
-            if interrupted is not None:
+            if interrupted is not None or arrived() is not None:  # a second interrupt: stop at once
                 raise
             stop_for(exc)
             continue

@@ -155,3 +155,28 @@ def test_deferred_interrupts_record_the_first_signal_and_raise_on_the_second(cap
                 time.sleep(0.01)
         assert raised.value.signum == signal.SIGINT
     assert capfd.readouterr().err == 2 * DEFERRED_MESSAGE.decode()
+
+
+def test_a_second_interrupt_before_the_first_was_seen_stops_at_once():
+    """A deferred signal not yet asked for, then a KeyboardInterrupt while waiting: two
+    interrupts, so the run stops without waiting for the running tasks."""
+    tasks = [labelling.Task(i, "in.dump", i) for i in range(4)]
+    release, waits = threading.Event(), []
+
+    def wait(futures, timeout, return_when):
+        waits.append(len(futures))
+        if len(waits) == 1:
+            raise KeyboardInterrupt
+        release.set()  # taken for a first interrupt, the run would wait here for the running tasks
+        return concurrent.futures.wait(futures, timeout=timeout, return_when=return_when)
+
+    with ThreadPoolExecutor(2) as pool:
+        def submit(task):
+            return pool.submit(lambda: release.wait(10) and labelling.Result(task))
+
+        yielded = []
+        with pytest.raises(KeyboardInterrupt):
+            for result in labelling.stream_results(tasks, submit, wait, 2, threading.Event(), lambda: signal.SIGINT):
+                yielded.append(result)
+        release.set()
+    assert yielded == [] and waits == [2]
