@@ -56,8 +56,7 @@ def feature_blocks(snapshot: Snapshot, spec: FeatureSpec | FeatureSet,
     search per atom serves every definition of ``spec``.  Memory stays bounded by the block
     size, but for neighbour-averaged features every atom's q_lm and neighbours are kept
     (4 * 2 * sum(l + 1) bytes per atom and channel of a definition with q̄_l or w_l, 4 bytes
-    per neighbour),
-    and the blocks come in Morton order."""
+    per neighbour), and the blocks come in Morton order."""
     specs = spec.specs
     check_species(snapshot, spec)
     check_geometry(snapshot, max((s.cutoff for s in specs if s.cutoff is not None), default=None))
@@ -67,7 +66,7 @@ def feature_blocks(snapshot: Snapshot, spec: FeatureSpec | FeatureSet,
     codes = snapshot.species_codes()
     positions, order = snapshot.positions, np.arange(n)
     averaged = any(s.averaged for s in specs)
-    if averaged:  # the averages read every neighbour's Y_lm sums: in Morton order they sit in nearby memory
+    if averaged:  # the averages read every neighbour's q_lm: in Morton order they sit in nearby memory
         order = spatial_order(positions)
         positions, codes = np.take(positions, order, axis=0), np.take(codes, order)  # take: twice as fast as [order]
     bonds = _BondPass(specs, positions, snapshot.cell, snapshot.pbc, codes, block_size, keep=averaged)

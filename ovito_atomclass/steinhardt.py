@@ -213,12 +213,12 @@ def bond_orders(grid, defs, plan: KernelPlan, block: slice, codes: np.ndarray, f
     """Bond pass over the atoms in ``block``: their q_l and radial columns into ``features``
     (n, plan.width), like/unlike bond counts into ``bond_counts`` (n, D, 2), the q_lm (m >= 0,
     the mean Y_lm of the bonds) of each stored channel into ``means`` (n, plan.rows, 2 (re,
-    im), plan.n_lm; any float type; 0 for a channel without bonds) if it has rows, the neighbours of the averaged
-    definitions, nearest first, into ``neighbors`` (n, W) as far as they fit (their number is
-    the largest bond count of those definitions).  Returns a mask (n,) of the atoms whose
-    search needs a larger radius.  ``codes`` (N,) are integer species of all atoms; ``grid``
-    a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.  An atom without neighbours
-    in a channel gets 0 there."""
+    im), plan.n_lm; any float type; 0 for a channel without bonds) if it has rows, the
+    neighbours of the averaged definitions, nearest first, into ``neighbors`` (n, W) as far
+    as they fit (their number is the largest bond count of those definitions).  Returns a
+    mask (n,) of the atoms whose search needs a larger radius.  ``codes`` (N,) are integer
+    species of all atoms; ``grid`` a :class:`NeighborGrid`, ``defs`` its :class:`Definitions`.
+    An atom without neighbours in a channel gets 0 there."""
     short = np.zeros(block.stop - block.start, dtype=np.bool_)
     run_chunks(bond_kernel_for(plan.degrees), 0, len(short), grid.wrapped[block], codes[block], codes, grid.arrays,
                defs.arrays(grid), plan.arrays, features, bond_counts, means, neighbors, short)
