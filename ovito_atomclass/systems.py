@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .neighbors import bounds
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -69,7 +71,8 @@ def check_geometry(snapshot: Snapshot, radius: float | None) -> None:
                          f"{cell.tolist()}; inverted box bounds such as zlo > zhi?")
     if radius is None or not len(positions):
         return
-    spread = np.ptp(positions, axis=0).max()
+    lo, hi = bounds(positions)
+    spread = (hi - lo).max()
     extent = spread + np.linalg.norm(cell[pbc], axis=1).sum()
     if extent > MAX_EXTENT_IN_RADII * radius:
         if spread >= extent / 2:
